@@ -1,0 +1,10 @@
+// The extension module marginkit._core: assembles the per-area bindings.
+#include <pybind11/pybind11.h>
+
+#include "bindings.hpp"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "marginkit's compiled core. Use the documented API in the marginkit package.";
+  marginkit::bindings::register_system(m);
+  marginkit::bindings::register_pricing(m);
+}

@@ -1,0 +1,112 @@
+// Vectorised elementary functions: exp, log, the standard normal density, its
+// upper tail (via the Mills ratio) and its CDF. Accuracy: a few ulp in relative
+// terms, including the far tail of the normal distribution. Coefficients come
+// from tools/gen_coefficients.py.
+#pragma once
+
+#include "marginkit/simd/coefficients.hpp"
+#include "marginkit/simd/vec.hpp"
+
+namespace marginkit::simd::MK_ISA_NS {
+
+inline constexpr double kLn2Hi = 0.693147180369123816490;  // 32 trailing zero bits
+inline constexpr double kLn2Lo = 1.90821492927058770002e-10;
+inline constexpr double kLog2e = 1.4426950408889634074;
+inline constexpr double kInvSqrt2Pi = 0.39894228040143267794;
+inline constexpr double kLnSqrt2Pi = 0.91893853320467274178;
+
+// 2^k for integral k in [-1022, 1023] given as doubles.
+inline vd pow2i(vd k) {
+  return reinterpret_cast<vd>((to_int(k) + 1023) << 52);
+}
+
+// exp(x), x may be any double (no NaN: inputs are validated upstream).
+// Underflows to exactly 0 below -745.2 and saturates to +inf above 709.8.
+inline vd vexp(vd x) {
+  x = vmax(vmin(x, splat(709.8)), splat(-745.2));
+  vd k = vround(x * kLog2e);
+  vd r = fma(k, splat(-kLn2Hi), x);
+  r = fma(k, splat(-kLn2Lo), r);
+  vd p = horner(r, coef::kExpPoly);
+  vd e = fma(r * r, p, r) + 1.0;
+  // Scale in two halves so that subnormal results and 2^1024 are reachable.
+  vd k1 = vround(k * 0.5 - 0.25);  // floor(k/2) for integral k
+  vd k2 = k - k1;
+  return e * pow2i(k1) * pow2i(k2);
+}
+
+// exp(-t*t/2) with the rounding error of t*t compensated.
+inline vd vexp_mhalfsq(vd t) {
+  vd hi, lo;
+  two_prod(t, t, hi, lo);
+  vd e = vexp(hi * -0.5);
+  return fma(e, lo * -0.5, e);
+}
+
+// log(x) for finite x > 0 (subnormals included).
+inline vd vlog(vd x) {
+  const mask sub = x < 2.2250738585072014e-308;
+  x = select(sub, x * 4503599627370496.0, x);  // * 2^52
+  vi bits = reinterpret_cast<vi>(x);
+  vi ebits = (bits >> 52) & 0x7ff;
+  vd m = reinterpret_cast<vd>((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
+  vd e = small_int_to_double(ebits) - 1023.0;
+  e = select(sub, e - 52.0, e);
+  const mask big = m > 1.4142135623730951;
+  m = select(big, m * 0.5, m);
+  e = select(big, e + 1.0, e);
+  vd s = (m - 1.0) / (m + 1.0);
+  vd z = s * s;
+  vd q = horner(z, coef::kLogPoly);
+  vd lnm = fma(s * z, q, s) * 2.0;
+  return fma(e, splat(kLn2Hi), fma(e, splat(kLn2Lo), lnm));
+}
+
+// Standard normal density.
+inline vd vnpdf(vd x) { return vexp_mhalfsq(x) * kInvSqrt2Pi; }
+
+// Mills ratio R(t) = Q(t) / phi(t) for t >= 0 (t is clamped to [0, 1e7]).
+inline vd vmills(vd t) {
+  t = vmin(vmax(t, splat(0.0)), splat(1e7));
+  vd inv = 1.0 / (t + coef::kMillsC);
+  vd u = (t - coef::kMillsC) * inv;
+  return horner(u, coef::kMillsPoly) * inv;
+}
+
+// Upper tail Q(t) = P(Z > t) for t >= 0, relatively accurate.
+inline vd vnorm_upper(vd t) {
+  t = vmin(t, splat(40.0));  // Q(40) underflows anyway
+  return vnpdf(t) * vmills(t);
+}
+
+// Standard normal CDF N(x); x may be +-inf.
+inline vd vncdf(vd x) {
+  vd q = vnorm_upper(vabs(x));
+  return select(x < 0.0, q, 1.0 - q);
+}
+
+// N(w a) and N(w b) (w = +-1) with the densities phi(a), phi(b) as by-products:
+// the pricing kernels need all four, and this shares the exponentials and one
+// division between them.
+struct NormPair {
+  vd cdf_a, cdf_b, pdf_a, pdf_b;
+};
+
+inline NormPair vncdf_pair(vd w, vd a, vd b) {
+  const vd c = splat(coef::kMillsC);
+  vd ta = vmin(vabs(a), splat(40.0)), tb = vmin(vabs(b), splat(40.0));
+  vd pa = ta + c, pb = tb + c;
+  vd inv = 1.0 / (pa * pb);
+  vd ia = pb * inv, ib = pa * inv;  // 1/(ta + c), 1/(tb + c)
+  NormPair r;
+  r.pdf_a = vnpdf(a);
+  r.pdf_b = vnpdf(b);
+  // phi(t) = phi(|t|), and both are 0 beyond the clamp at 40.
+  vd qa = r.pdf_a * horner((ta - c) * ia, coef::kMillsPoly) * ia;
+  vd qb = r.pdf_b * horner((tb - c) * ib, coef::kMillsPoly) * ib;
+  r.cdf_a = select(w * a < 0.0, qa, 1.0 - qa);
+  r.cdf_b = select(w * b < 0.0, qb, 1.0 - qb);
+  return r;
+}
+
+}  // namespace marginkit::simd::MK_ISA_NS

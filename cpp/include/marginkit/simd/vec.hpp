@@ -1,0 +1,167 @@
+// A minimal SIMD vector layer on GCC/Clang vector extensions.
+//
+// Only kernel translation units include this header. Each defines MK_ISA_NS (a
+// namespace name unique to its instruction set) and is compiled with that set's
+// flags, so every inline function here exists once per ISA under a different
+// namespace: no ODR clash can let AVX-512 code leak into the baseline path.
+// Nothing in here may call an inline function from another namespace (the std
+// library included); use compiler builtins.
+#pragma once
+
+#ifndef MK_ISA_NS
+#error "vec.hpp is for kernel translation units: define MK_ISA_NS first"
+#endif
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace marginkit::simd::MK_ISA_NS {
+
+#if defined(__AVX512F__)
+inline constexpr int kWidth = 8;
+#elif defined(__AVX2__)
+inline constexpr int kWidth = 4;
+#else
+inline constexpr int kWidth = 2;
+#endif
+
+typedef double vd __attribute__((vector_size(8 * kWidth)));
+typedef std::int64_t vi __attribute__((vector_size(8 * kWidth)));
+typedef std::int8_t vi8 __attribute__((vector_size(kWidth)));
+
+// Comparisons of vd give vi masks: all ones (-1) where true.
+using mask = vi;
+
+inline vd splat(double x) { return vd{} + x; }
+inline vi splat_bits(std::int64_t x) { return vi{} + x; }
+
+inline vd load(const double* p) {
+  vd v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline void store(double* p, vd v) { std::memcpy(p, &v, sizeof v); }
+
+// A column is either an array or one value broadcast to every element.
+inline vd load_col(const double* p, bool broadcast, std::size_t i) {
+  return broadcast ? splat(*p) : load(p + i);
+}
+
+inline vd load_i8(const std::int8_t* p) {
+  vi8 v;
+  std::memcpy(&v, p, sizeof v);
+  return __builtin_convertvector(v, vd);
+}
+
+inline vd select(mask m, vd a, vd b) {
+  vi r = (m & reinterpret_cast<vi>(a)) | (~m & reinterpret_cast<vi>(b));
+  return reinterpret_cast<vd>(r);
+}
+
+inline vd vabs(vd x) {
+  return reinterpret_cast<vd>(reinterpret_cast<vi>(x) & splat_bits(0x7fffffffffffffffLL));
+}
+
+inline bool any(mask m) {
+  std::int64_t acc = 0;
+  for (int i = 0; i < kWidth; ++i) acc |= m[i];
+  return acc != 0;
+}
+
+inline bool all(mask m) {
+  std::int64_t acc = -1;
+  for (int i = 0; i < kWidth; ++i) acc &= m[i];
+  return acc == -1;
+}
+
+inline vd vmin(vd a, vd b) { return select(a < b, a, b); }
+inline vd vmax(vd a, vd b) { return select(a > b, a, b); }
+
+// Fused multiply-add where the ISA has it; a*b+c otherwise.
+inline vd fma(vd a, vd b, vd c) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<vd>(_mm512_fmadd_pd(reinterpret_cast<__m512d>(a),
+                                              reinterpret_cast<__m512d>(b),
+                                              reinterpret_cast<__m512d>(c)));
+#elif defined(__FMA__)
+  return reinterpret_cast<vd>(_mm256_fmadd_pd(reinterpret_cast<__m256d>(a),
+                                              reinterpret_cast<__m256d>(b),
+                                              reinterpret_cast<__m256d>(c)));
+#else
+  return a * b + c;
+#endif
+}
+
+inline vd vsqrt(vd x) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<vd>(_mm512_sqrt_pd(reinterpret_cast<__m512d>(x)));
+#elif defined(__AVX2__)
+  return reinterpret_cast<vd>(_mm256_sqrt_pd(reinterpret_cast<__m256d>(x)));
+#elif defined(__SSE2__)
+  return reinterpret_cast<vd>(_mm_sqrt_pd(reinterpret_cast<__m128d>(x)));
+#else
+  vd r;
+  for (int i = 0; i < kWidth; ++i) r[i] = __builtin_sqrt(x[i]);
+  return r;
+#endif
+}
+
+// Round to nearest integer (ties to even), valid for |x| < 2^51.
+inline vd vround(vd x) {
+  const vd magic = splat(6755399441055744.0);  // 1.5 * 2^52
+  return (x + magic) - magic;
+}
+
+// Integral doubles with |x| < 2^51 to int64, and back for 0 <= i < 2^51,
+// without the int64 <-> double conversions that only AVX-512DQ has.
+inline vi to_int(vd x) {
+  const vd magic = splat(6755399441055744.0);
+  return reinterpret_cast<vi>(x + magic) - reinterpret_cast<vi>(magic);
+}
+
+inline vd small_int_to_double(vi i) {
+  return reinterpret_cast<vd>(i | 0x4330000000000000LL) - 4503599627370496.0;
+}
+
+// Exact product: a*b = hi + lo.
+inline void two_prod(vd a, vd b, vd& hi, vd& lo) {
+  hi = a * b;
+#if defined(__AVX512F__) || defined(__FMA__)
+  lo = fma(a, b, -hi);
+#else
+  // Dekker's split; no FMA is available so nothing can contract these lines.
+  const vd split = splat(134217729.0);  // 2^27 + 1
+  vd ta = split * a, tb = split * b;
+  vd ah = ta - (ta - a), al = a - ah;
+  vd bh = tb - (tb - b), bl = b - bh;
+  lo = ((ah * bh - hi) + ah * bl + al * bh) + al * bl;
+#endif
+}
+
+// Polynomial with coefficients highest degree first, as two interleaved Horner
+// chains in x^2 (even and odd terms): half the dependency chain of plain Horner.
+template <std::size_t N>
+inline vd horner(vd x, const double (&c)[N]) {
+  if constexpr (N < 6) {
+    vd r = splat(c[0]);
+    for (std::size_t i = 1; i < N; ++i) r = fma(r, x, splat(c[i]));
+    return r;
+  } else {
+    // c[N-1] is the constant term; terms of degree d = N-1-i.
+    const vd x2 = x * x;
+    constexpr std::size_t top = N - 1;  // highest degree
+    vd even = splat(c[top % 2 == 0 ? 0 : 1]);
+    vd odd = splat(c[top % 2 == 0 ? 1 : 0]);
+    for (std::size_t i = (top % 2 == 0 ? 2 : 3); i < N; i += 2) even = fma(even, x2, splat(c[i]));
+    for (std::size_t i = (top % 2 == 0 ? 3 : 2); i < N; i += 2) odd = fma(odd, x2, splat(c[i]));
+    return fma(odd, x, even);
+  }
+}
+
+}  // namespace marginkit::simd::MK_ISA_NS

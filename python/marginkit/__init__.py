@@ -1,0 +1,25 @@
+"""marginkit: a margin engine for derivatives venues.
+
+A C++ SIMD core (runtime CPU dispatch, threads, the GIL released on large
+batches) under a thin Python API.
+
+* :func:`black76`, :func:`implied_vol`: option pricing over NumPy arrays.
+* :func:`build_info`, :func:`set_isa`, :func:`set_num_threads`: how it runs.
+"""
+
+from ._core import __version__
+from .pricing import GREEKS, Black76Result, black76, implied_vol
+from .runtime import build_info, get_isa, get_num_threads, set_isa, set_num_threads
+
+__all__ = [
+    "GREEKS",
+    "Black76Result",
+    "__version__",
+    "black76",
+    "build_info",
+    "get_isa",
+    "get_num_threads",
+    "implied_vol",
+    "set_isa",
+    "set_num_threads",
+]
