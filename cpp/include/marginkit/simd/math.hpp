@@ -21,18 +21,17 @@ inline vd pow2i(vd k) {
 }
 
 // exp(x), x may be any double (no NaN: inputs are validated upstream).
-// Underflows to exactly 0 below -745.2 and saturates to +inf above 709.8.
+// Results below 2^-1022 (x < -708.39) flush to 0; above 709.78 saturate.
 inline vd vexp(vd x) {
-  x = vmax(vmin(x, splat(709.8)), splat(-745.2));
+  x = vmin(x, splat(709.78));
   vd k = vround(x * kLog2e);
   vd r = fma(k, splat(-kLn2Hi), x);
   r = fma(k, splat(-kLn2Lo), r);
   vd p = horner(r, coef::kExpPoly);
   vd e = fma(r * r, p, r) + 1.0;
-  // Scale in two halves so that subnormal results and 2^1024 are reachable.
-  vd k1 = vround(k * 0.5 - 0.25);  // floor(k/2) for integral k
-  vd k2 = k - k1;
-  return e * pow2i(k1) * pow2i(k2);
+  // k in [-1022, 1023] keeps 2^k a normal number; below that the result is 0.
+  vd scaled = e * pow2i(vmax(k, splat(-1022.0)));
+  return select(x < -708.39, splat(0.0), scaled);
 }
 
 // exp(-t*t/2) with the rounding error of t*t compensated.
@@ -92,21 +91,36 @@ struct NormPair {
   vd cdf_a, cdf_b, pdf_a, pdf_b;
 };
 
-inline NormPair vncdf_pair(vd w, vd a, vd b) {
+// The tails and CDFs of a and b given their densities.
+inline NormPair norm_pair_from_pdf(vd w, vd a, vd b, vd pdf_a, vd pdf_b) {
   const vd c = splat(coef::kMillsC);
   vd ta = vmin(vabs(a), splat(40.0)), tb = vmin(vabs(b), splat(40.0));
   vd pa = ta + c, pb = tb + c;
   vd inv = 1.0 / (pa * pb);
   vd ia = pb * inv, ib = pa * inv;  // 1/(ta + c), 1/(tb + c)
   NormPair r;
-  r.pdf_a = vnpdf(a);
-  r.pdf_b = vnpdf(b);
+  r.pdf_a = pdf_a;
+  r.pdf_b = pdf_b;
   // phi(t) = phi(|t|), and both are 0 beyond the clamp at 40.
   vd qa = r.pdf_a * horner((ta - c) * ia, coef::kMillsPoly) * ia;
   vd qb = r.pdf_b * horner((tb - c) * ib, coef::kMillsPoly) * ib;
   r.cdf_a = select(w * a < 0.0, qa, 1.0 - qa);
   r.cdf_b = select(w * b < 0.0, qb, 1.0 - qb);
   return r;
+}
+
+inline NormPair vncdf_pair(vd w, vd a, vd b) {
+  return norm_pair_from_pdf(w, a, b, vnpdf(a), vnpdf(b));
+}
+
+// As vncdf_pair for d1, d2 of Black-76, whose densities are related by
+// phi(d2) = phi(d1) F / K (`ratio`): one exponential instead of two. Where
+// phi(d1) is too small for the identity to be exact, phi(d2) is computed.
+inline NormPair vncdf_d1d2(vd w, vd d1, vd d2, vd ratio) {
+  vd pdf1 = vnpdf(d1);
+  mask tiny = pdf1 < 1e-290;
+  vd pdf2 = any(tiny) ? select(tiny, vnpdf(d2), pdf1 * ratio) : pdf1 * ratio;
+  return norm_pair_from_pdf(w, d1, d2, pdf1, pdf2);
 }
 
 }  // namespace marginkit::simd::MK_ISA_NS
