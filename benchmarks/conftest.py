@@ -4,6 +4,11 @@ variant's median time and its speed-up over the group's baseline."""
 
 from __future__ import annotations
 
+import os
+
+# BLAS worker threads spin after use and would steal the cores we time.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from collections import defaultdict
 
 import pytest

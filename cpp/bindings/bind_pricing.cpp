@@ -38,8 +38,7 @@ void py_black76(std::size_t n, const i8_array& cp, const f64_array& forward,
   std::optional<InvalidInput> bad;
   {
     py::gil_scoped_release release;
-    bad = validate(in);
-    if (!bad) black76(in, out, inverse ? Settlement::inverse : Settlement::linear);
+    bad = black76(in, out, inverse ? Settlement::inverse : Settlement::linear);
   }
   check_or_raise(bad,
                  {{"forward", &in.forward}, {"strike", &in.strike}, {"expiry", &in.expiry},
@@ -64,8 +63,7 @@ std::size_t py_implied_vol(std::size_t n, const f64_array& price, const i8_array
   std::size_t invalid = 0;
   {
     py::gil_scoped_release release;
-    bad = validate(in);
-    if (!bad) invalid = implied_vol(in, o, inverse ? Settlement::inverse : Settlement::linear);
+    bad = implied_vol(in, o, inverse ? Settlement::inverse : Settlement::linear, invalid);
   }
   check_or_raise(bad,
                  {{"price", &in.price}, {"forward", &in.forward}, {"strike", &in.strike},

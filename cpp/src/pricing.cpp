@@ -60,21 +60,35 @@ std::optional<InvalidInput> validate(const ImpliedVolInputs& in) noexcept {
   return check_column("rate", in.rate, in.n, kFinite);
 }
 
-void black76(const Black76Inputs& in, const Black76Outputs& out, Settlement settlement) {
+std::optional<InvalidInput> black76(const Black76Inputs& in, const Black76Outputs& out,
+                                    Settlement settlement) {
   const auto& k = simd::active_kernels();
+  std::atomic<bool> ok{true};
   parallel_for(in.n, kGrain, [&](std::size_t b, std::size_t e) {
-    k.black76(in, out, settlement, b, e);
+    if (!k.black76(in, out, settlement, b, e)) ok.store(false, std::memory_order_relaxed);
   });
+  if (ok.load()) return std::nullopt;
+  return validate(in);  // rare: find the first invalid element for the message
 }
 
-std::size_t implied_vol(const ImpliedVolInputs& in, double* out, Settlement settlement) {
+std::optional<InvalidInput> implied_vol(const ImpliedVolInputs& in, double* out,
+                                        Settlement settlement, std::size_t& n_invalid) {
   const auto& k = simd::active_kernels();
+  constexpr auto kBad = static_cast<std::size_t>(-1);
   std::atomic<std::size_t> invalid{0};
+  std::atomic<bool> ok{true};
   // Newton iterations make each element ~20x dearer than a price: smaller grain.
   parallel_for(in.n, kGrain / 16, [&](std::size_t b, std::size_t e) {
-    invalid.fetch_add(k.implied_vol(in, out, settlement, b, e), std::memory_order_relaxed);
+    std::size_t r = k.implied_vol(in, out, settlement, b, e);
+    if (r == kBad) {
+      ok.store(false, std::memory_order_relaxed);
+    } else {
+      invalid.fetch_add(r, std::memory_order_relaxed);
+    }
   });
-  return invalid.load();
+  n_invalid = invalid.load();
+  if (ok.load()) return std::nullopt;
+  return validate(in);
 }
 
 }  // namespace marginkit

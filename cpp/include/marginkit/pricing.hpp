@@ -67,18 +67,23 @@ struct InvalidInput {
   const char* reason;
 };
 
-// Checks every element (finite; F, K > 0; T, vol >= 0; cp in {-1, +1}).
+// Checks every element (finite; F, K > 0; T, vol >= 0; cp in {-1, +1}; price >= 0)
+// and returns the first invalid one.
 std::optional<InvalidInput> validate(const Black76Inputs& in) noexcept;
 std::optional<InvalidInput> validate(const ImpliedVolInputs& in) noexcept;
 
-// Prices in[0, n) into the requested outputs (the caller validated the inputs).
-// Splits across the thread pool when n is large.
-void black76(const Black76Inputs& in, const Black76Outputs& out, Settlement settlement);
+// Prices in[0, n) into the requested outputs, splitting across the thread pool
+// when n is large. The inputs are checked on the fly (no separate pass); if any
+// is invalid, the first one is returned and the outputs are unspecified.
+std::optional<InvalidInput> black76(const Black76Inputs& in, const Black76Outputs& out,
+                                    Settlement settlement);
 
 // Implied volatility from price (discounted; in coin for inverse). Elements whose
 // price is outside the no-arbitrage bounds (below intrinsic, at or above the
 // forward for calls or the strike for puts, undiscounted) get NaN; a price equal
-// to the intrinsic value gives 0. Returns the number of NaN results.
-std::size_t implied_vol(const ImpliedVolInputs& in, double* out, Settlement settlement);
+// to the intrinsic value (to rounding) gives 0. n_invalid receives the number of
+// NaN results. Invalid inputs are reported as by black76().
+std::optional<InvalidInput> implied_vol(const ImpliedVolInputs& in, double* out,
+                                        Settlement settlement, std::size_t& n_invalid);
 
 }  // namespace marginkit

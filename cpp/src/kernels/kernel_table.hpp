@@ -12,7 +12,9 @@ namespace marginkit::simd {
 struct KernelTable {
   Isa isa;
   int width;  // doubles per vector
-  void (*black76)(const Black76Inputs&, const Black76Outputs&, Settlement, std::size_t begin,
+  // Both check their inputs as they go: black76 returns false, implied_vol
+  // SIZE_MAX, if any element was invalid (pricing.cpp then finds which).
+  bool (*black76)(const Black76Inputs&, const Black76Outputs&, Settlement, std::size_t begin,
                   std::size_t end);
   std::size_t (*implied_vol)(const ImpliedVolInputs&, double* out, Settlement, std::size_t begin,
                              std::size_t end);

@@ -68,17 +68,23 @@ inline vd vabs(vd x) {
   return reinterpret_cast<vd>(reinterpret_cast<vi>(x) & splat_bits(0x7fffffffffffffffLL));
 }
 
-inline bool any(mask m) {
-  std::int64_t acc = 0;
-  for (int i = 0; i < kWidth; ++i) acc |= m[i];
-  return acc != 0;
+// Sign bits of the lanes as an integer (bit i = lane i).
+inline unsigned movemask(mask m) {
+#if defined(__AVX512DQ__)
+  return _mm512_movepi64_mask(reinterpret_cast<__m512i>(m));
+#elif defined(__AVX2__)
+  return static_cast<unsigned>(_mm256_movemask_pd(reinterpret_cast<__m256d>(m)));
+#elif defined(__SSE2__)
+  return static_cast<unsigned>(_mm_movemask_pd(reinterpret_cast<__m128d>(m)));
+#else
+  unsigned bits = 0;
+  for (int i = 0; i < kWidth; ++i) bits |= (m[i] < 0 ? 1u : 0u) << i;
+  return bits;
+#endif
 }
 
-inline bool all(mask m) {
-  std::int64_t acc = -1;
-  for (int i = 0; i < kWidth; ++i) acc &= m[i];
-  return acc == -1;
-}
+inline bool any(mask m) { return movemask(m) != 0; }
+inline bool all(mask m) { return movemask(m) == (1u << kWidth) - 1u; }
 
 inline vd vmin(vd a, vd b) { return select(a < b, a, b); }
 inline vd vmax(vd a, vd b) { return select(a > b, a, b); }
