@@ -7,4 +7,5 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "marginkit's compiled core. Use the documented API in the marginkit package.";
   marginkit::bindings::register_system(m);
   marginkit::bindings::register_pricing(m);
+  marginkit::bindings::register_engine(m);
 }

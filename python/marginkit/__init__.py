@@ -4,16 +4,21 @@ A C++ SIMD core (runtime CPU dispatch, threads, the GIL released on large
 batches) under a thin Python API.
 
 * :func:`black76`, :func:`implied_vol`: option pricing over NumPy arrays.
+* :class:`Engine`: accounts, instruments, prices, cross margin, pre-trade checks.
 * :func:`build_info`, :func:`set_isa`, :func:`set_num_threads`: how it runs.
 """
 
 from ._core import __version__
+from .engine import HEALTH_STATES, BookEvaluation, Engine
 from .pricing import GREEKS, Black76Result, black76, implied_vol
 from .runtime import build_info, get_isa, get_num_threads, set_isa, set_num_threads
 
 __all__ = [
     "GREEKS",
+    "HEALTH_STATES",
     "Black76Result",
+    "BookEvaluation",
+    "Engine",
     "__version__",
     "black76",
     "build_info",

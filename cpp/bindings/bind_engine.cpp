@@ -1,0 +1,246 @@
+// The margin engine: accounts, instruments, market data, checks, batch evaluation.
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+
+#include "bindings.hpp"
+#include "marginkit/engine.hpp"
+
+namespace marginkit::bindings {
+
+namespace {
+
+// Core argument errors become ValueError with the core's message.
+template <class F>
+auto guarded(F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(e.what());
+  } catch (const std::out_of_range& e) {
+    throw py::value_error(e.what());
+  }
+}
+
+MarginModel linear_rate(double im_base, double im_slope, double mm_base, double mm_slope) {
+  MarginModel m;
+  m.kind = ModelKind::linear_rate;
+  m.im_base = im_base;
+  m.im_slope = im_slope;
+  m.mm_base = mm_base;
+  m.mm_slope = mm_slope;
+  return m;
+}
+
+MarginModel tiered(const std::vector<double>& floors, const std::vector<double>& mmr,
+                   const std::vector<double>& imr) {
+  if (floors.size() != mmr.size() || floors.size() != imr.size()) {
+    throw py::value_error("tiered: floors, mmr and imr must have the same length");
+  }
+  MarginModel m;
+  m.kind = ModelKind::tiered;
+  for (std::size_t i = 0; i < floors.size(); ++i) {
+    Bracket b;
+    b.floor = floors[i];
+    b.mmr = mmr[i];
+    b.imr = imr[i];
+    m.brackets.push_back(b);
+  }
+  return m;
+}
+
+MarginModel option_standard(double im_otm, double im_min, double mm, double mm_mark_call,
+                            double mm_mark_put, double liq_fee) {
+  MarginModel m;
+  m.kind = ModelKind::option_standard;
+  m.im_otm = im_otm;
+  m.im_min = im_min;
+  m.mm = mm;
+  m.mm_mark_call = mm_mark_call;
+  m.mm_mark_put = mm_mark_put;
+  m.liq_fee = liq_fee;
+  return m;
+}
+
+}  // namespace
+
+void register_engine(py::module_& m) {
+  py::class_<OrderCheck>(m, "OrderCheck", "Result of a pre-trade check.")
+      .def_readonly("accepted", &OrderCheck::accepted)
+      .def_property_readonly("reason", [](const OrderCheck& c) { return reason_name(c.reason); })
+      .def_readonly("im_after", &OrderCheck::im_after)
+      .def_readonly("mm_after", &OrderCheck::mm_after)
+      .def_readonly("equity_after", &OrderCheck::equity_after)
+      .def_readonly("available_after", &OrderCheck::available_after)
+      .def("__bool__", [](const OrderCheck& c) { return c.accepted; })
+      .def("__repr__", [](const OrderCheck& c) {
+        return std::string("OrderCheck(accepted=") + (c.accepted ? "True" : "False") +
+               ", reason='" + reason_name(c.reason) + "', im_after=" + std::to_string(c.im_after) +
+               ", available_after=" + std::to_string(c.available_after) + ")";
+      });
+
+  py::class_<AccountSummary>(m, "AccountSummary")
+      .def_readonly("equity", &AccountSummary::equity)
+      .def_readonly("im", &AccountSummary::im)
+      .def_readonly("mm", &AccountSummary::mm)
+      .def_readonly("available", &AccountSummary::available)
+      .def_readonly("margin_ratio", &AccountSummary::margin_ratio)
+      .def_property_readonly("state", [](const AccountSummary& s) { return health_name(s.state); })
+      .def_readonly("stale", &AccountSummary::stale);
+
+  py::class_<PositionRisk>(m, "PositionRisk")
+      .def_readonly("instrument", &PositionRisk::instrument)
+      .def_readonly("size", &PositionRisk::size)
+      .def_readonly("entry", &PositionRisk::entry)
+      .def_readonly("mark", &PositionRisk::mark)
+      .def_readonly("im", &PositionRisk::im)
+      .def_readonly("mm", &PositionRisk::mm)
+      .def_readonly("equity", &PositionRisk::equity);
+
+  py::class_<Engine>(m, "Engine")
+      .def(py::init<>())
+      .def("add_asset",
+           [](Engine& e, const std::string& name, const std::vector<double>& upto,
+              const std::vector<double>& haircut, double quantum) {
+             if (upto.size() != haircut.size()) {
+               throw py::value_error("haircut tiers: upto and haircut lengths differ");
+             }
+             AssetSpec s;
+             s.name = name;
+             s.quantum = quantum;
+             for (std::size_t i = 0; i < upto.size(); ++i) s.tiers.push_back({upto[i], haircut[i]});
+             return guarded([&] { return e.add_asset(s); });
+           })
+      .def("add_model_linear_rate", [](Engine& e, double a, double b, double c, double d) {
+        return guarded([&] { return e.add_model(linear_rate(a, b, c, d)); });
+      })
+      .def("add_model_tiered", [](Engine& e, const std::vector<double>& floors,
+                                  const std::vector<double>& mmr, const std::vector<double>& imr) {
+        return guarded([&] { return e.add_model(tiered(floors, mmr, imr)); });
+      })
+      .def("add_model_option_standard",
+           [](Engine& e, double im_otm, double im_min, double mm, double call, double put,
+              double fee) {
+             return guarded(
+                 [&] { return e.add_model(option_standard(im_otm, im_min, mm, call, put, fee)); });
+           })
+      .def("add_instrument",
+           [](Engine& e, const std::string& name, int kind, int underlying, int settle,
+              bool inverse, double contract_size, double strike, int cp, std::int64_t expiry,
+              int model, double taker_fee) {
+             if (kind < 0 || kind > 3) throw py::value_error("unknown instrument kind");
+             InstrumentSpec s;
+             s.name = name;
+             s.kind = static_cast<InstrumentKind>(kind);
+             s.underlying = underlying;
+             s.settle = settle;
+             s.terms.kind = s.kind;
+             s.terms.inverse = inverse;
+             s.terms.contract_size = contract_size;
+             s.terms.strike = strike;
+             s.terms.cp = static_cast<std::int8_t>(cp);
+             s.expiry = expiry;
+             s.model = model;
+             s.taker_fee = taker_fee;
+             return guarded([&] { return e.add_instrument(s); });
+           })
+      .def("add_account", [](Engine& e, const std::string& name, int margin_asset) {
+        return guarded([&] { return e.add_account(name, margin_asset); });
+      })
+      .def("asset_id", &Engine::asset_id)
+      .def("instrument_id", &Engine::instrument_id)
+      .def("account_id", &Engine::account_id)
+      .def("num_assets", &Engine::num_assets)
+      .def("num_instruments", &Engine::num_instruments)
+      .def("num_accounts", &Engine::num_accounts)
+      .def("num_orders", &Engine::num_orders)
+      .def("account_name", [](const Engine& e, int id) { return guarded([&] { return e.account_name(id); }); })
+      .def("instrument_name",
+           [](const Engine& e, int id) { return guarded([&] { return e.instrument(id).name; }); })
+      .def("asset_name",
+           [](const Engine& e, int id) { return guarded([&] { return e.asset(id).name; }); })
+      .def("set_price", [](Engine& e, int asset, double price, double time) {
+        return guarded([&] { return e.set_price(asset, price, time); });
+      })
+      .def("set_mark", [](Engine& e, int instrument, double mark, double time) {
+        return guarded([&] { return e.set_mark(instrument, mark, time); });
+      })
+      .def("price", [](const Engine& e, int a) { return guarded([&] { return e.price(a); }); })
+      .def("mark", [](const Engine& e, int i) { return guarded([&] { return e.mark(i); }); })
+      .def_property("now", &Engine::now, &Engine::set_now)
+      .def_property("max_age", &Engine::max_age, &Engine::set_max_age)
+      .def("set_thresholds", [](Engine& e, double w, double r, double l) {
+        guarded([&] {
+          e.set_thresholds(Thresholds{w, r, l});
+          return 0;
+        });
+      })
+      .def("thresholds", [](const Engine& e) {
+        const auto& t = e.thresholds();
+        return py::make_tuple(t.warning, t.reduce_only, t.liquidation);
+      })
+      .def("deposit", [](Engine& e, int a, int asset, double amount) {
+        guarded([&] {
+          e.deposit(a, asset, amount);
+          return 0;
+        });
+      })
+      .def("withdraw", [](Engine& e, int a, int asset, double amount) {
+        return guarded([&] { return std::string(reason_name(e.withdraw(a, asset, amount))); });
+      })
+      .def("fill", [](Engine& e, int a, int i, double qty, double price, double fee) {
+        guarded([&] {
+          e.fill(a, i, qty, price, fee);
+          return 0;
+        });
+      })
+      .def("place_order", [](Engine& e, int a, int i, double qty, double price) {
+        return guarded([&] { return e.place_order(a, i, qty, price); });
+      })
+      .def("cancel_order", [](Engine& e, std::int64_t id) {
+        guarded([&] {
+          e.cancel_order(id);
+          return 0;
+        });
+      })
+      .def("fill_order", [](Engine& e, std::int64_t id, double qty, double price, double fee) {
+        guarded([&] {
+          e.fill_order(id, qty, price, fee);
+          return 0;
+        });
+      })
+      .def("balance", [](const Engine& e, int a, int asset) {
+        return guarded([&] { return e.balance(a, asset); });
+      })
+      .def("positions", [](const Engine& e, int a) {
+        return guarded([&] {
+          py::list out;
+          for (const auto& p : e.positions(a)) {
+            out.append(py::make_tuple(p.instrument, p.size, p.entry, p.bids, p.asks));
+          }
+          return out;
+        });
+      })
+      .def("summary", [](Engine& e, int a) { return guarded([&] { return e.summary(a); }); })
+      .def("attribution", [](Engine& e, int a) { return guarded([&] { return e.attribution(a); }); })
+      .def("check_order", &Engine::check_order, py::arg("account"), py::arg("instrument"),
+           py::arg("qty"), py::arg("price"))
+      .def("max_order_size", [](Engine& e, int a, int i, int side, double price) {
+        return guarded([&] { return e.max_order_size(a, i, side, price); });
+      })
+      .def("evaluate_all", [](Engine& e) {
+        const auto n = static_cast<py::ssize_t>(e.num_accounts());
+        py::array_t<double> equity(n), im(n), mm(n), available(n);
+        py::array_t<std::int8_t> state(n);
+        double *pe = equity.mutable_data(), *pi = im.mutable_data(), *pm = mm.mutable_data(),
+               *pa = available.mutable_data();
+        std::int8_t* ps = state.mutable_data();
+        {
+          py::gil_scoped_release release;
+          e.evaluate_all(pe, pi, pm, pa, ps);
+        }
+        return py::make_tuple(equity, im, mm, available, state);
+      });
+}
+
+}  // namespace marginkit::bindings

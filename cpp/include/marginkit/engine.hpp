@@ -1,0 +1,228 @@
+// The margin engine: assets, instruments, market prices, accounts and their
+// positions, cross-margin requirements, incremental pre-trade checks and batch
+// evaluation. Plain C++; ids are dense integers (names are kept for lookups).
+//
+// Units. Every asset has a price in one numeraire (USD). Linear instruments are
+// quoted and settled in their settlement asset; their index is
+// price(underlying) / price(settle). Inverse instruments are quoted in the
+// numeraire and settled in the underlying coin. Option marks are per unit of
+// underlying, in the settlement currency (coin for inverse options). An account
+// measures everything in its margin asset; amounts in other settlement assets
+// convert at price(settle) / price(margin asset).
+//
+// Equity = collateral value (haircut tiers, debts in full) + unrealised P&L of
+// futures and perpetuals + the mark value of options (long positive, short
+// negative). Requirements: per position by the instrument's model (margin.hpp),
+// including its resting orders at their worst case, summed (cross margin).
+// Health: margin_ratio = equity / MM; states by configurable multiples of MM.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "marginkit/margin.hpp"
+
+namespace marginkit {
+
+enum class Reason : std::int8_t {
+  ok = 0,
+  insufficient_margin,
+  reduce_only,
+  stale_price,
+  unknown_account,
+  unknown_instrument,
+  invalid_quantity,
+  invalid_price,
+  instrument_expired,
+  no_price,
+  insufficient_balance,
+};
+const char* reason_name(Reason r) noexcept;
+
+enum class Health : std::int8_t { healthy = 0, warning, reduce_only, liquidation, bankrupt };
+const char* health_name(Health h) noexcept;
+
+struct Thresholds {
+  // Multiples of MM: equity below warning x MM is "warning", and so on.
+  double warning = 1.5;
+  double reduce_only = 1.2;
+  double liquidation = 1.0;
+};
+
+struct AssetSpec {
+  std::string name;
+  std::vector<HaircutTier> tiers;  // empty: no haircut
+  double quantum = 0.0;            // money rounding step in this asset (0: none)
+};
+
+struct InstrumentSpec {
+  std::string name;
+  InstrumentKind kind = InstrumentKind::perpetual;
+  int underlying = -1;  // asset id
+  int settle = -1;      // asset id
+  InstrumentTerms terms;
+  std::int64_t expiry = 0;  // unix seconds; 0 = none (spot, perpetual)
+  int model = -1;           // margin model id
+  double taker_fee = 0.0;   // fraction of traded notional
+};
+
+struct Position {
+  int instrument = -1;
+  double size = 0.0;   // signed, contracts
+  double entry = 0.0;  // average entry price (harmonic for inverse futures)
+  double bids = 0.0;   // resting buy quantity
+  double asks = 0.0;   // resting sell quantity
+};
+
+// One position's share of its account's figures, in the margin asset.
+struct PositionRisk {
+  int instrument;
+  double size, entry, mark, im, mm, equity;  // equity: unrealised P&L or option value
+};
+
+struct AccountSummary {
+  double equity = 0.0, im = 0.0, mm = 0.0, available = 0.0;
+  double margin_ratio = std::numeric_limits<double>::infinity();
+  Health state = Health::healthy;
+  bool stale = false;  // some price it used is older than the max age
+};
+
+struct OrderCheck {
+  bool accepted = false;
+  Reason reason = Reason::ok;
+  double im_after = 0.0, mm_after = 0.0, equity_after = 0.0, available_after = 0.0;
+};
+
+class Engine {
+ public:
+  // ---- static data ------------------------------------------------------
+  int add_asset(const AssetSpec& spec);
+  int add_model(MarginModel model);  // finalizes (validates) it
+  int add_instrument(const InstrumentSpec& spec);
+  int add_account(const std::string& name, int margin_asset);
+
+  int asset_id(const std::string& name) const;  // -1 if unknown
+  int instrument_id(const std::string& name) const;
+  int account_id(const std::string& name) const;
+  std::size_t num_assets() const noexcept { return assets_.size(); }
+  std::size_t num_instruments() const noexcept { return instruments_.size(); }
+  std::size_t num_accounts() const noexcept { return accounts_.size(); }
+  const AssetSpec& asset(int id) const { return assets_.at(id).spec; }
+  const InstrumentSpec& instrument(int id) const { return instruments_.at(id); }
+  const MarginModel& model(int id) const { return models_.at(id); }
+  const std::string& account_name(int id) const { return accounts_.at(id).name; }
+  int account_margin_asset(int id) const { return accounts_.at(id).margin_asset; }
+
+  // ---- market ------------------------------------------------------------
+  // Prices must be finite and > 0 (throws std::invalid_argument). An update
+  // older than the price it would replace is ignored (returns false).
+  bool set_price(int asset, double price, double time);
+  bool set_mark(int instrument, double mark, double time);
+  double price(int asset) const { return assets_.at(asset).price; }
+  double mark(int instrument) const { return marks_.at(instrument).value; }
+  void set_now(double now) noexcept { now_ = now; }
+  double now() const noexcept { return now_; }
+  void set_max_age(double seconds) noexcept { max_age_ = seconds; }
+  double max_age() const noexcept { return max_age_; }
+  void set_thresholds(const Thresholds& t);
+  const Thresholds& thresholds() const noexcept { return thresholds_; }
+
+  // ---- account operations (throw std::invalid_argument on bad ids/values) ---
+  void deposit(int account, int asset, double amount);
+  // Refused (insufficient_balance / insufficient_margin) if it would overdraw
+  // the asset or leave initial margin uncovered; nothing changes then.
+  Reason withdraw(int account, int asset, double amount);
+  // A trade of signed qty at price; fee (>= 0, in the settlement asset) or, if
+  // negative, the instrument's taker fee.
+  void fill(int account, int instrument, double qty, double price, double fee = -1.0);
+  // Resting orders: they count toward initial margin at their worst case.
+  std::int64_t place_order(int account, int instrument, double qty, double price);
+  void cancel_order(std::int64_t order_id);
+  // Fills qty (> 0, at most the remainder) of a resting order at price.
+  void fill_order(std::int64_t order_id, double qty, double price, double fee = -1.0);
+  std::size_t num_orders() const noexcept { return orders_.size(); }
+
+  const std::vector<Position>& positions(int account) const { return accounts_.at(account).positions; }
+  double balance(int account, int asset) const;
+
+  // ---- evaluation ---------------------------------------------------------
+  AccountSummary summary(int account);
+  std::vector<PositionRisk> attribution(int account);
+  // Every account at once (threads): arrays of num_accounts() entries.
+  void evaluate_all(double* equity, double* im, double* mm, double* available,
+                    std::int8_t* state);
+
+  // Pre-trade check of a signed qty at price; incremental: it touches only the
+  // order's instrument (the account's sums are cached per market state).
+  OrderCheck check_order(int account, int instrument, double qty, double price);
+  // The largest quantity (>= 0) of a buy (side +1) or sell (-1) at price that
+  // check_order accepts; exact across tier boundaries.
+  double max_order_size(int account, int instrument, int side, double price);
+
+ private:
+  struct Asset {
+    AssetSpec spec;
+    double price = std::numeric_limits<double>::quiet_NaN();
+    double time = -std::numeric_limits<double>::infinity();
+  };
+  struct Mark {
+    double value = std::numeric_limits<double>::quiet_NaN();
+    double time = -std::numeric_limits<double>::infinity();
+  };
+  struct Account {
+    std::string name;
+    int margin_asset = -1;
+    std::vector<double> balances;  // per asset id
+    std::vector<Position> positions;
+    // Cache, valid while stamp == engine stamp.
+    std::uint64_t stamp = 0;
+    double collateral = 0.0, sum_im = 0.0, sum_mm = 0.0, sum_pos_equity = 0.0;
+    double oldest = 0.0;  // oldest price time used
+    bool priced = true;   // every price it needs is set
+  };
+  struct Order {
+    int account, instrument;
+    double qty, price;
+  };
+  // Per position, in the account's margin asset.
+  struct Contribution {
+    double im, mm, equity;
+  };
+
+  Account& acct(int id);
+  const InstrumentSpec& instr(int id) const;
+  void check_asset(int id) const;
+  double index_of(const InstrumentSpec& in) const noexcept;
+  double to_margin(const Account& a, int settle) const noexcept;
+  Contribution contribution(const Account& a, const InstrumentSpec& in, double size, double bids,
+                            double asks, double entry) const noexcept;
+  void refresh(Account& a);
+  double collateral_of(const Account& a, double* oldest) const noexcept;
+  AccountSummary summarize(const Account& a) const noexcept;
+  Health health(double equity, double mm, bool has_risk) const noexcept;
+  Position& slot(Account& a, int instrument);
+  void drop_empty(Account& a);
+  void touch(Account& a) noexcept { a.stamp = 0; }
+  double fill_cash(Account& a, const InstrumentSpec& in, Position& p, double qty, double price);
+  double quantum(const Account& a) const noexcept { return assets_[a.margin_asset].spec.quantum; }
+
+  std::vector<Asset> assets_;
+  std::vector<MarginModel> models_;
+  std::vector<InstrumentSpec> instruments_;
+  std::vector<Mark> marks_;
+  std::vector<Account> accounts_;
+  std::unordered_map<std::string, int> asset_ids_, instrument_ids_, account_ids_;
+  std::unordered_map<std::int64_t, Order> orders_;
+  std::int64_t next_order_ = 1;
+  std::uint64_t stamp_ = 1;  // bumped by every price update
+  double now_ = 0.0;
+  double max_age_ = std::numeric_limits<double>::infinity();
+  Thresholds thresholds_;
+};
+
+}  // namespace marginkit

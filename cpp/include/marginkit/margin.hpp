@@ -1,0 +1,101 @@
+// Per-position requirement models ("presets are data"), and tiered collateral.
+//
+// Every model maps one position (signed size in contracts, the instrument's
+// constants and the current prices) to an initial and a maintenance requirement
+// in the instrument's settlement currency. Models are parameter sets, never code
+// paths per venue:
+//   * linear_rate  (Deribit futures): rate = base + slope * size_in_base_units,
+//                  requirement = size_base * rate, valued at the index price.
+//   * tiered       (Binance brackets): by notional, MM = notional * mmr - cum,
+//                  IM = notional * imr - cum_im; cums make both continuous.
+//   * option_standard (Deribit / bit.com / Bybit standard option margin), per
+//                  unit of underlying, U = index, OTM amount in quote currency:
+//                  MM = max(mm * U, mm_mark * mark) + mark + liq_fee * U
+//                  IM = max(max(im_otm * U - OTM, im_min * U) + mark, MM)
+//                  (mm_mark is 0 for Deribit calls and 0.075 for its puts). Long
+//                  options: IM = their value at mark (the premium), MM = 0.
+// Amounts are rounded conservatively by the caller (never in the account's favour).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace marginkit {
+
+enum class InstrumentKind : std::int8_t { spot = 0, perpetual = 1, future = 2, option = 3 };
+
+enum class ModelKind : std::int8_t { linear_rate = 0, tiered = 1, option_standard = 2, none = 3 };
+
+struct Bracket {
+  double floor = 0.0;  // notional from which the bracket applies
+  double mmr = 0.0;
+  double imr = 0.0;
+  double cum_mm = 0.0;  // derived: keeps MM continuous at the floors
+  double cum_im = 0.0;  // derived: keeps IM continuous at the floors
+};
+
+struct MarginModel {
+  ModelKind kind = ModelKind::none;
+  // linear_rate
+  double im_base = 0.0, im_slope = 0.0, mm_base = 0.0, mm_slope = 0.0;
+  // tiered (sorted by floor, first floor 0)
+  std::vector<Bracket> brackets;
+  // option_standard
+  double im_otm = 0.15, im_min = 0.10, mm = 0.075, mm_mark_call = 0.0, mm_mark_put = 0.075,
+         liq_fee = 0.0;
+
+  // Validates and derives the cums; throws std::invalid_argument with a reason.
+  void finalize();
+};
+
+// The constants of one instrument that requirements depend on.
+struct InstrumentTerms {
+  InstrumentKind kind = InstrumentKind::perpetual;
+  bool inverse = false;
+  double contract_size = 1.0;  // linear: base units per contract; inverse: quote face value
+  double strike = 0.0;
+  std::int8_t cp = 0;  // options: +1 call, -1 put
+};
+
+struct Requirement {
+  double im = 0.0;
+  double mm = 0.0;
+};
+
+// Requirement of a position of signed size q (contracts) in settlement currency.
+// mark: the instrument's mark (quote per base unit for linear futures and linear
+// options; for inverse options the mark is in coin per unit); index: the
+// underlying's index price in quote currency.
+Requirement position_requirement(const MarginModel& m, const InstrumentTerms& t, double q,
+                                 double mark, double index) noexcept;
+
+// The requirement of a position together with its resting orders: the worst of
+// all bids filling (q + bids) and all asks filling (q - asks), both including q.
+Requirement requirement_with_orders(const MarginModel& m, const InstrumentTerms& t, double q,
+                                    double bids, double asks, double mark,
+                                    double index) noexcept;
+
+// Breakpoints of the model in |q| (contracts) at these prices: where the
+// requirement's formula changes (bracket floors). Used by exact solvers.
+std::vector<double> size_breakpoints(const MarginModel& m, const InstrumentTerms& t, double mark,
+                                     double index);
+
+// Tiered (marginal, like income tax) haircuts of a collateral asset, by amount.
+struct HaircutTier {
+  double upto = std::numeric_limits<double>::infinity();  // amount up to which it applies
+  double haircut = 0.0;                                     // in [0, 1]
+};
+
+// Value in quote currency of `amount` units at `price`: debts (amount < 0) count
+// in full, holdings tier by tier at (1 - haircut). Tiers must be increasing.
+double collateral_value(const std::vector<HaircutTier>& tiers, double amount,
+                        double price) noexcept;
+
+// Round a requirement up / an asset value down to `quantum` (0 = no rounding).
+double round_up(double x, double quantum) noexcept;
+double round_down(double x, double quantum) noexcept;
+
+}  // namespace marginkit

@@ -1,0 +1,668 @@
+#include "marginkit/engine.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "marginkit/parallel.hpp"
+
+namespace marginkit {
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+[[noreturn]] void bad(const std::string& what) { throw std::invalid_argument(what); }
+
+bool positive(double x) { return std::isfinite(x) && x > 0.0; }
+
+bool is_future_like(InstrumentKind k) {
+  return k == InstrumentKind::perpetual || k == InstrumentKind::future;
+}
+
+}  // namespace
+
+const char* reason_name(Reason r) noexcept {
+  switch (r) {
+    case Reason::ok: return "ok";
+    case Reason::insufficient_margin: return "insufficient_margin";
+    case Reason::reduce_only: return "reduce_only";
+    case Reason::stale_price: return "stale_price";
+    case Reason::unknown_account: return "unknown_account";
+    case Reason::unknown_instrument: return "unknown_instrument";
+    case Reason::invalid_quantity: return "invalid_quantity";
+    case Reason::invalid_price: return "invalid_price";
+    case Reason::instrument_expired: return "instrument_expired";
+    case Reason::no_price: return "no_price";
+    case Reason::insufficient_balance: return "insufficient_balance";
+  }
+  return "unknown";
+}
+
+const char* health_name(Health h) noexcept {
+  switch (h) {
+    case Health::healthy: return "healthy";
+    case Health::warning: return "warning";
+    case Health::reduce_only: return "reduce_only";
+    case Health::liquidation: return "liquidation";
+    case Health::bankrupt: return "bankrupt";
+  }
+  return "unknown";
+}
+
+// ---- static data -----------------------------------------------------------
+
+int Engine::add_asset(const AssetSpec& spec) {
+  if (spec.name.empty()) bad("asset name must not be empty");
+  if (asset_ids_.count(spec.name)) bad("duplicate asset '" + spec.name + "'");
+  double prev = 0.0;
+  for (const auto& t : spec.tiers) {
+    if (!(t.upto > prev)) bad("asset '" + spec.name + "': haircut tiers must increase");
+    if (!(t.haircut >= 0.0 && t.haircut <= 1.0)) {
+      bad("asset '" + spec.name + "': haircuts must be in [0, 1]");
+    }
+    prev = t.upto;
+  }
+  if (!(std::isfinite(spec.quantum) && spec.quantum >= 0.0)) {
+    bad("asset '" + spec.name + "': quantum must be finite and >= 0");
+  }
+  Asset a;
+  a.spec = spec;
+  if (a.spec.tiers.empty()) a.spec.tiers.push_back(HaircutTier{kInf, 0.0});
+  assets_.push_back(a);
+  const int id = static_cast<int>(assets_.size()) - 1;
+  asset_ids_[spec.name] = id;
+  for (auto& acc : accounts_) acc.balances.resize(assets_.size(), 0.0);
+  return id;
+}
+
+int Engine::add_model(MarginModel model) {
+  model.finalize();
+  models_.push_back(std::move(model));
+  return static_cast<int>(models_.size()) - 1;
+}
+
+int Engine::add_instrument(const InstrumentSpec& spec) {
+  if (spec.name.empty()) bad("instrument name must not be empty");
+  if (instrument_ids_.count(spec.name)) bad("duplicate instrument '" + spec.name + "'");
+  const std::string at = "instrument '" + spec.name + "': ";
+  check_asset(spec.underlying);
+  check_asset(spec.settle);
+  if (spec.model < 0 || spec.model >= static_cast<int>(models_.size())) bad(at + "unknown model");
+  if (!positive(spec.terms.contract_size)) bad(at + "contract_size must be > 0");
+  if (!(std::isfinite(spec.taker_fee) && spec.taker_fee >= 0.0)) bad(at + "taker_fee must be >= 0");
+  if (spec.kind != spec.terms.kind) bad(at + "kind and terms.kind differ");
+  if (spec.kind == InstrumentKind::option) {
+    if (!positive(spec.terms.strike)) bad(at + "strike must be > 0");
+    if (spec.terms.cp != 1 && spec.terms.cp != -1) bad(at + "cp must be +1 or -1");
+    if (spec.expiry <= 0) bad(at + "an option needs an expiry");
+  }
+  if (spec.kind == InstrumentKind::future && spec.expiry <= 0) bad(at + "a future needs an expiry");
+  if (spec.terms.inverse && spec.settle != spec.underlying) {
+    bad(at + "an inverse instrument settles in its underlying");
+  }
+  if (spec.expiry > 0 && static_cast<double>(spec.expiry) <= now_) bad(at + "already expired");
+  const ModelKind mk = models_[spec.model].kind;
+  if (spec.kind == InstrumentKind::option && mk != ModelKind::option_standard) {
+    bad(at + "options need an option_standard model");
+  }
+  if (spec.kind != InstrumentKind::option && mk == ModelKind::option_standard) {
+    bad(at + "option_standard is for options");
+  }
+  instruments_.push_back(spec);
+  marks_.emplace_back();
+  const int id = static_cast<int>(instruments_.size()) - 1;
+  instrument_ids_[spec.name] = id;
+  return id;
+}
+
+int Engine::add_account(const std::string& name, int margin_asset) {
+  if (name.empty()) bad("account name must not be empty");
+  if (account_ids_.count(name)) bad("duplicate account '" + name + "'");
+  check_asset(margin_asset);
+  Account a;
+  a.name = name;
+  a.margin_asset = margin_asset;
+  a.balances.assign(assets_.size(), 0.0);
+  accounts_.push_back(std::move(a));
+  const int id = static_cast<int>(accounts_.size()) - 1;
+  account_ids_[name] = id;
+  return id;
+}
+
+namespace {
+template <class Map>
+int lookup(const Map& m, const std::string& name) {
+  auto it = m.find(name);
+  return it == m.end() ? -1 : it->second;
+}
+}  // namespace
+
+int Engine::asset_id(const std::string& name) const { return lookup(asset_ids_, name); }
+int Engine::instrument_id(const std::string& name) const { return lookup(instrument_ids_, name); }
+int Engine::account_id(const std::string& name) const { return lookup(account_ids_, name); }
+
+void Engine::check_asset(int id) const {
+  if (id < 0 || id >= static_cast<int>(assets_.size())) bad("unknown asset id " + std::to_string(id));
+}
+
+Engine::Account& Engine::acct(int id) {
+  if (id < 0 || id >= static_cast<int>(accounts_.size())) {
+    bad("unknown account id " + std::to_string(id));
+  }
+  return accounts_[id];
+}
+
+const InstrumentSpec& Engine::instr(int id) const {
+  if (id < 0 || id >= static_cast<int>(instruments_.size())) {
+    bad("unknown instrument id " + std::to_string(id));
+  }
+  return instruments_[id];
+}
+
+// ---- market ------------------------------------------------------------------
+
+bool Engine::set_price(int asset, double price, double time) {
+  check_asset(asset);
+  if (!positive(price)) bad("price of '" + assets_[asset].spec.name + "' must be finite and > 0");
+  if (std::isnan(time)) bad("time must not be NaN");
+  Asset& a = assets_[asset];
+  if (time < a.time) return false;  // out of order: never replace a newer price
+  a.price = price;
+  a.time = time;
+  ++stamp_;
+  return true;
+}
+
+bool Engine::set_mark(int instrument, double mark, double time) {
+  const InstrumentSpec& in = instr(instrument);
+  const bool ok = in.kind == InstrumentKind::option ? (std::isfinite(mark) && mark >= 0.0)
+                                                    : positive(mark);
+  if (!ok) bad("mark of '" + in.name + "' must be finite and " +
+               (in.kind == InstrumentKind::option ? ">= 0" : "> 0"));
+  if (std::isnan(time)) bad("time must not be NaN");
+  Mark& m = marks_[instrument];
+  if (time < m.time) return false;
+  m.value = mark;
+  m.time = time;
+  ++stamp_;
+  return true;
+}
+
+void Engine::set_thresholds(const Thresholds& t) {
+  if (!(t.warning >= t.reduce_only && t.reduce_only >= t.liquidation && t.liquidation > 0.0 &&
+        std::isfinite(t.warning))) {
+    bad("thresholds must satisfy warning >= reduce_only >= liquidation > 0");
+  }
+  thresholds_ = t;
+}
+
+double Engine::index_of(const InstrumentSpec& in) const noexcept {
+  const double u = assets_[in.underlying].price;
+  return in.terms.inverse ? u : u / assets_[in.settle].price;
+}
+
+double Engine::to_margin(const Account& a, int settle) const noexcept {
+  return settle == a.margin_asset ? 1.0 : assets_[settle].price / assets_[a.margin_asset].price;
+}
+
+// ---- evaluation --------------------------------------------------------------
+
+Engine::Contribution Engine::contribution(const Account& a, const InstrumentSpec& in, double size,
+                                          double bids, double asks,
+                                          double entry) const noexcept {
+  const int id = static_cast<int>(&in - instruments_.data());
+  const double mark = marks_[id].value;
+  const double f = to_margin(a, in.settle);
+  const Requirement r = requirement_with_orders(models_[in.model], in.terms, size, bids, asks,
+                                                mark, index_of(in));
+  double eq = 0.0;
+  const double cs = in.terms.contract_size;
+  if (size != 0.0) {
+    if (in.kind == InstrumentKind::option) {
+      eq = size * cs * mark;
+    } else if (is_future_like(in.kind)) {
+      eq = in.terms.inverse ? size * cs * (1.0 / entry - 1.0 / mark) : size * cs * (mark - entry);
+    }
+  }
+  return {r.im * f, r.mm * f, eq * f};
+}
+
+double Engine::collateral_of(const Account& a, double* oldest) const noexcept {
+  double value = 0.0;
+  for (std::size_t i = 0; i < a.balances.size(); ++i) {
+    const double b = a.balances[i];
+    if (b == 0.0) continue;
+    value += collateral_value(assets_[i].spec.tiers, b, assets_[i].price);
+    if (oldest) *oldest = std::min(*oldest, assets_[i].time);
+  }
+  return value / assets_[a.margin_asset].price;
+}
+
+void Engine::refresh(Account& a) {
+  if (a.stamp == stamp_) return;
+  double oldest = assets_[a.margin_asset].time;
+  a.collateral = collateral_of(a, &oldest);
+  double im = 0.0, mm = 0.0, eq = 0.0;
+  bool priced = std::isfinite(a.collateral);
+  for (const Position& p : a.positions) {
+    const InstrumentSpec& in = instruments_[p.instrument];
+    const Contribution c = contribution(a, in, p.size, p.bids, p.asks, p.entry);
+    im += c.im;
+    mm += c.mm;
+    eq += c.equity;
+    oldest = std::min({oldest, marks_[p.instrument].time, assets_[in.underlying].time,
+                       assets_[in.settle].time});
+    priced = priced && std::isfinite(c.im + c.mm + c.equity);
+  }
+  a.sum_im = im;
+  a.sum_mm = mm;
+  a.sum_pos_equity = eq;
+  a.oldest = oldest;
+  a.priced = priced;
+  a.stamp = stamp_;
+}
+
+Health Engine::health(double equity, double mm, bool has_risk) const noexcept {
+  if (equity < 0.0 || (has_risk && equity == 0.0 && mm > 0.0)) return Health::bankrupt;
+  if (mm <= 0.0) return Health::healthy;
+  if (equity < thresholds_.liquidation * mm) return Health::liquidation;
+  if (equity < thresholds_.reduce_only * mm) return Health::reduce_only;
+  if (equity < thresholds_.warning * mm) return Health::warning;
+  return Health::healthy;
+}
+
+AccountSummary Engine::summarize(const Account& a) const noexcept {
+  const double q = quantum(a);
+  AccountSummary s;
+  s.equity = round_down(a.collateral + a.sum_pos_equity, q);
+  s.im = round_up(a.sum_im, q);
+  s.mm = round_up(a.sum_mm, q);
+  s.available = s.equity - s.im;
+  s.margin_ratio = s.mm > 0.0 ? s.equity / s.mm : kInf;
+  s.state = health(s.equity, s.mm, !a.positions.empty());
+  s.stale = a.oldest < now_ - max_age_;
+  if (!a.priced) {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    s.equity = s.im = s.mm = s.available = s.margin_ratio = nan;
+  }
+  return s;
+}
+
+AccountSummary Engine::summary(int account) {
+  Account& a = acct(account);
+  refresh(a);
+  return summarize(a);
+}
+
+std::vector<PositionRisk> Engine::attribution(int account) {
+  Account& a = acct(account);
+  std::vector<PositionRisk> out;
+  out.reserve(a.positions.size());
+  const double q = quantum(a);
+  for (const Position& p : a.positions) {
+    const InstrumentSpec& in = instruments_[p.instrument];
+    const Contribution c = contribution(a, in, p.size, p.bids, p.asks, p.entry);
+    out.push_back({p.instrument, p.size, p.entry, marks_[p.instrument].value, round_up(c.im, q),
+                   round_up(c.mm, q), c.equity});
+  }
+  return out;
+}
+
+void Engine::evaluate_all(double* equity, double* im, double* mm, double* available,
+                          std::int8_t* state) {
+  parallel_for(accounts_.size(), 4096, [&](std::size_t b, std::size_t e) {
+    for (std::size_t i = b; i < e; ++i) {
+      Account& a = accounts_[i];
+      refresh(a);
+      const AccountSummary s = summarize(a);
+      if (equity) equity[i] = s.equity;
+      if (im) im[i] = s.im;
+      if (mm) mm[i] = s.mm;
+      if (available) available[i] = s.available;
+      if (state) state[i] = static_cast<std::int8_t>(s.state);
+    }
+  });
+}
+
+double Engine::balance(int account, int asset) const {
+  if (account < 0 || account >= static_cast<int>(accounts_.size())) {
+    bad("unknown account id " + std::to_string(account));
+  }
+  check_asset(asset);
+  return accounts_[account].balances[asset];
+}
+
+// ---- account operations --------------------------------------------------------
+
+void Engine::deposit(int account, int asset, double amount) {
+  Account& a = acct(account);
+  check_asset(asset);
+  if (!positive(amount)) bad("deposit amount must be finite and > 0");
+  a.balances[asset] += amount;
+  touch(a);
+}
+
+Reason Engine::withdraw(int account, int asset, double amount) {
+  Account& a = acct(account);
+  check_asset(asset);
+  if (!positive(amount)) bad("withdrawal amount must be finite and > 0");
+  if (a.balances[asset] < amount) return Reason::insufficient_balance;
+  refresh(a);
+  if (!a.priced || !std::isfinite(assets_[asset].price)) return Reason::no_price;
+  const double before = a.balances[asset];
+  const double cv_old = collateral_value(assets_[asset].spec.tiers, before, assets_[asset].price);
+  const double cv_new =
+      collateral_value(assets_[asset].spec.tiers, before - amount, assets_[asset].price);
+  const double q = quantum(a);
+  const double equity_after = round_down(
+      a.collateral + (cv_new - cv_old) / assets_[a.margin_asset].price + a.sum_pos_equity, q);
+  if (equity_after - round_up(a.sum_im, q) < 0.0) return Reason::insufficient_margin;
+  a.balances[asset] = before - amount;
+  touch(a);
+  return Reason::ok;
+}
+
+Position& Engine::slot(Account& a, int instrument) {
+  for (Position& p : a.positions) {
+    if (p.instrument == instrument) return p;
+  }
+  Position p;
+  p.instrument = instrument;
+  a.positions.push_back(p);
+  return a.positions.back();
+}
+
+void Engine::drop_empty(Account& a) {
+  a.positions.erase(std::remove_if(a.positions.begin(), a.positions.end(),
+                                   [](const Position& p) {
+                                     return p.size == 0.0 && p.bids <= 0.0 && p.asks <= 0.0;
+                                   }),
+                    a.positions.end());
+}
+
+// Applies a trade to the position and returns the cash flow to the settlement
+// balance (realised P&L for futures, premium for options), before fees.
+double Engine::fill_cash(Account& a, const InstrumentSpec& in, Position& p, double qty,
+                         double price) {
+  const double cs = in.terms.contract_size;
+  const double q = p.size;
+  const double q_new = q + qty;
+  double cash = 0.0;
+  if (in.kind == InstrumentKind::option) {
+    cash = -qty * cs * price;  // premium paid (buy) or received (sell)
+    if (q_new == 0.0) {
+      p.entry = 0.0;
+    } else if (q == 0.0 || (q > 0) == (qty > 0)) {
+      p.entry = (q * p.entry + qty * price) / q_new;
+    } else if ((q > 0) != (q_new > 0)) {
+      p.entry = price;
+    }
+  } else if (in.kind == InstrumentKind::spot) {
+    a.balances[in.underlying] += qty * cs;
+    cash = -qty * cs * price;
+  } else {
+    const bool inverse = in.terms.inverse;
+    if (q == 0.0 || (q > 0) == (qty > 0)) {
+      // Adding: average entry (harmonic for inverse: equal P&L per contract).
+      p.entry = inverse ? q_new / (q / (q == 0.0 ? 1.0 : p.entry) + qty / price)
+                        : (q * p.entry + qty * price) / q_new;
+    } else {
+      const double closed = std::min(std::fabs(qty), std::fabs(q)) * (q > 0 ? 1.0 : -1.0);
+      cash = inverse ? closed * cs * (1.0 / p.entry - 1.0 / price)
+                     : closed * cs * (price - p.entry);
+      if (q_new == 0.0) {
+        p.entry = 0.0;
+      } else if ((q > 0) != (q_new > 0)) {
+        p.entry = price;  // flipped: the rest opens at the trade price
+      }
+    }
+  }
+  if (in.kind != InstrumentKind::spot) p.size = q_new;
+  return cash;
+}
+
+namespace {
+// Fee on a trade, in the settlement asset.
+double trade_fee(const InstrumentSpec& in, double qty, double price) {
+  const double cs = in.terms.contract_size;
+  const double n = (in.terms.inverse && in.kind != InstrumentKind::option)
+                       ? std::fabs(qty) * cs / price
+                       : std::fabs(qty) * cs * price;
+  return in.taker_fee * n;
+}
+}  // namespace
+
+void Engine::fill(int account, int instrument, double qty, double price, double fee) {
+  Account& a = acct(account);
+  const InstrumentSpec& in = instr(instrument);
+  if (!(std::isfinite(qty) && qty != 0.0)) bad("fill quantity must be finite and non-zero");
+  const bool opt = in.kind == InstrumentKind::option;
+  if (!(std::isfinite(price) && (opt ? price >= 0.0 : price > 0.0))) {
+    bad("fill price must be finite and " + std::string(opt ? ">= 0" : "> 0"));
+  }
+  if (std::isnan(fee) || std::isinf(fee)) bad("fee must be finite");
+  if (fee < 0.0) fee = trade_fee(in, qty, price);
+  if (in.kind == InstrumentKind::spot) {
+    Position tmp;
+    a.balances[in.settle] += fill_cash(a, in, tmp, qty, price) - fee;
+  } else {
+    Position& p = slot(a, instrument);
+    a.balances[in.settle] += fill_cash(a, in, p, qty, price) - fee;
+    drop_empty(a);
+  }
+  touch(a);
+}
+
+std::int64_t Engine::place_order(int account, int instrument, double qty, double price) {
+  Account& a = acct(account);
+  const InstrumentSpec& in = instr(instrument);
+  if (!(std::isfinite(qty) && qty != 0.0)) bad("order quantity must be finite and non-zero");
+  if (!(std::isfinite(price) && price >= 0.0)) bad("order price must be finite and >= 0");
+  if (in.kind == InstrumentKind::spot) bad("resting spot orders are not margined");
+  Position& p = slot(a, instrument);
+  (qty > 0 ? p.bids : p.asks) += std::fabs(qty);
+  const std::int64_t id = next_order_++;
+  orders_[id] = Order{account, instrument, qty, price};
+  touch(a);
+  return id;
+}
+
+void Engine::cancel_order(std::int64_t order_id) {
+  auto it = orders_.find(order_id);
+  if (it == orders_.end()) bad("unknown order id " + std::to_string(order_id));
+  const Order o = it->second;
+  Account& a = accounts_[o.account];
+  Position& p = slot(a, o.instrument);
+  double& side = o.qty > 0 ? p.bids : p.asks;
+  side = std::max(0.0, side - std::fabs(o.qty));
+  orders_.erase(it);
+  drop_empty(a);
+  touch(a);
+}
+
+void Engine::fill_order(std::int64_t order_id, double qty, double price, double fee) {
+  auto it = orders_.find(order_id);
+  if (it == orders_.end()) bad("unknown order id " + std::to_string(order_id));
+  Order& o = it->second;
+  if (!(std::isfinite(qty) && qty > 0.0 && qty <= std::fabs(o.qty))) {
+    bad("fill quantity must be > 0 and at most the order's remaining quantity");
+  }
+  const double signed_qty = o.qty > 0 ? qty : -qty;
+  const int account = o.account, instrument = o.instrument;
+  // Validate the trade before changing the order, so a bad price changes nothing.
+  const InstrumentSpec& in = instr(instrument);
+  const bool opt = in.kind == InstrumentKind::option;
+  if (!(std::isfinite(price) && (opt ? price >= 0.0 : price > 0.0))) bad("fill price is invalid");
+  Position& p = slot(accounts_[account], instrument);
+  double& side = o.qty > 0 ? p.bids : p.asks;
+  side = std::max(0.0, side - qty);
+  o.qty -= signed_qty;
+  if (o.qty == 0.0) orders_.erase(it);
+  fill(account, instrument, signed_qty, price, fee);
+}
+
+// ---- pre-trade -----------------------------------------------------------------
+
+OrderCheck Engine::check_order(int account, int instrument, double qty, double price) {
+  OrderCheck r;
+  if (account < 0 || account >= static_cast<int>(accounts_.size())) {
+    r.reason = Reason::unknown_account;
+    return r;
+  }
+  if (instrument < 0 || instrument >= static_cast<int>(instruments_.size())) {
+    r.reason = Reason::unknown_instrument;
+    return r;
+  }
+  const InstrumentSpec& in = instruments_[instrument];
+  if (!(std::isfinite(qty) && qty != 0.0)) {
+    r.reason = Reason::invalid_quantity;
+    return r;
+  }
+  const bool opt = in.kind == InstrumentKind::option;
+  if (!(std::isfinite(price) && (opt ? price >= 0.0 : price > 0.0))) {
+    r.reason = Reason::invalid_price;
+    return r;
+  }
+  if (in.expiry > 0 && static_cast<double>(in.expiry) <= now_) {
+    r.reason = Reason::instrument_expired;
+    return r;
+  }
+  Account& a = accounts_[account];
+  refresh(a);
+  const Mark& mk = marks_[instrument];
+  const double index = index_of(in);
+  if (!a.priced || !(mk.value >= 0.0) || !std::isfinite(index) ||
+      !std::isfinite(assets_[in.settle].price)) {
+    r.reason = Reason::no_price;
+    return r;
+  }
+  // The position as it stands.
+  double q = 0.0, bids = 0.0, asks = 0.0, entry = 0.0;
+  for (const Position& p : a.positions) {
+    if (p.instrument == instrument) {
+      q = p.size;
+      bids = p.bids;
+      asks = p.asks;
+      entry = p.entry;
+      break;
+    }
+  }
+  const double q_new = q + qty;
+  const bool increases = in.kind == InstrumentKind::spot
+                             ? true
+                             : (std::fabs(q_new) > std::fabs(q) || q * q_new < 0.0);
+  const double oldest = std::min({a.oldest, mk.time, assets_[in.underlying].time,
+                                  assets_[in.settle].time});
+  if (increases && oldest < now_ - max_age_) {
+    r.reason = Reason::stale_price;
+    return r;
+  }
+  const double qm = quantum(a);
+  const double f = to_margin(a, in.settle);
+  const double cs = in.terms.contract_size;
+  double d_equity, d_im = 0.0, d_mm = 0.0;
+  if (in.kind == InstrumentKind::spot) {
+    const int u = in.underlying, s = in.settle;
+    const double pu = assets_[u].price, ps = assets_[s].price;
+    const double bu = a.balances[u], bs = a.balances[s];
+    const double cash = -qty * cs * price - trade_fee(in, qty, price);
+    const auto& tu = assets_[u].spec.tiers;
+    const auto& ts = assets_[s].spec.tiers;
+    d_equity = (collateral_value(tu, bu + qty * cs, pu) - collateral_value(tu, bu, pu) +
+                collateral_value(ts, bs + cash, ps) - collateral_value(ts, bs, ps)) /
+               assets_[a.margin_asset].price;
+  } else {
+    const Contribution before = contribution(a, in, q, bids, asks, entry);
+    const Contribution after = contribution(a, in, q_new, bids, asks, entry);
+    d_im = after.im - before.im;
+    d_mm = after.mm - before.mm;
+    const double mark = mk.value;
+    const double mtm = (in.terms.inverse && !opt) ? qty * cs * (1.0 / price - 1.0 / mark)
+                                                  : qty * cs * (mark - price);
+    d_equity = (mtm - trade_fee(in, qty, price)) * f;
+  }
+  const double eq_before = round_down(a.collateral + a.sum_pos_equity, qm);
+  const double im_before = round_up(a.sum_im, qm);
+  r.equity_after = round_down(a.collateral + a.sum_pos_equity + d_equity, qm);
+  r.im_after = round_up(a.sum_im + d_im, qm);
+  r.mm_after = round_up(a.sum_mm + d_mm, qm);
+  r.available_after = r.equity_after - r.im_after;
+  const Health state = health(eq_before, round_up(a.sum_mm, qm), !a.positions.empty());
+  if (increases && state >= Health::reduce_only) {
+    r.reason = Reason::reduce_only;
+    return r;
+  }
+  const double floor = increases ? 0.0 : std::min(0.0, eq_before - im_before);
+  if (r.available_after >= floor) {
+    r.accepted = true;
+  } else {
+    r.reason = Reason::insufficient_margin;
+  }
+  return r;
+}
+
+double Engine::max_order_size(int account, int instrument, int side, double price) {
+  Account& a = acct(account);
+  const InstrumentSpec& in = instr(instrument);
+  if (side != 1 && side != -1) bad("side must be +1 (buy) or -1 (sell)");
+  const bool opt = in.kind == InstrumentKind::option;
+  if (!(std::isfinite(price) && (opt ? price >= 0.0 : price > 0.0))) bad("price is invalid");
+  auto accepted = [&](double x) { return x == 0.0 || check_order(account, instrument, side * x, price).accepted; };
+  refresh(a);
+  double q = 0.0, bids = 0.0, asks = 0.0;
+  for (const Position& p : a.positions) {
+    if (p.instrument == instrument) {
+      q = p.size;
+      bids = p.bids;
+      asks = p.asks;
+    }
+  }
+  // Breakpoints in x (order size) where some scenario's requirement changes its
+  // formula: zero crossings and bracket floors of q + side x, q + side x + bids
+  // and q + side x - asks. Between them every requirement is a quadratic in x.
+  const double mark = marks_[instrument].value;
+  const double index = index_of(in);
+  if (!std::isfinite(mark) || !std::isfinite(index)) return 0.0;
+  std::vector<double> sizes = size_breakpoints(models_[in.model], in.terms, mark, index);
+  sizes.push_back(0.0);
+  std::vector<double> xs{0.0};
+  for (double base : {q, q + bids, q - asks}) {
+    for (double s : sizes) {
+      for (double target : {s, -s}) {
+        const double x = (target - base) * side;
+        if (x > 0.0 && std::isfinite(x)) xs.push_back(x);
+      }
+    }
+  }
+  std::sort(xs.begin(), xs.end());
+  xs.erase(std::unique(xs.begin(), xs.end()), xs.end());
+  // Within a segment available(x) is concave (requirements are linear or convex
+  // quadratics there, equity is linear), so acceptance is an interval and its end
+  // is found on the actual predicate, to the last bit.
+  for (std::size_t k = 0; k < xs.size(); ++k) {
+    const double x0 = xs[k];
+    double x1;
+    if (k + 1 < xs.size()) {
+      x1 = xs[k + 1];
+      if (accepted(x1)) continue;
+    } else {
+      double d = std::max(x0, 1.0);
+      while (accepted(x0 + d)) {
+        d *= 2.0;
+        if (d > 1e300) return kInf;  // never binding: price bands are the venue's job
+      }
+      x1 = x0 + d;
+    }
+    double lo = x0, hi = x1;  // accepted(lo), !accepted(hi)
+    while (true) {
+      const double mid = lo + (hi - lo) / 2.0;
+      if (mid <= lo || mid >= hi) break;
+      (accepted(mid) ? lo : hi) = mid;
+    }
+    return lo;
+  }
+  return 0.0;
+}
+
+}  // namespace marginkit

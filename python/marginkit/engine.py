@@ -1,0 +1,457 @@
+"""The margin engine: assets, instruments, prices, accounts, cross margin and
+microsecond pre-trade checks.
+
+An :class:`Engine` holds a venue's static data (assets with haircut tiers,
+margin models, instruments), its market (asset prices, instrument marks, each
+with the time it was observed) and its accounts (balances per asset, positions,
+resting orders). All state lives in the C++ core; this class adds names,
+validation and documentation.
+
+Units
+-----
+* Every asset has a price in one numeraire (USD). Linear instruments are quoted
+  and settled in their settlement asset; inverse instruments (coin-settled) are
+  quoted in USD and settled in their underlying coin.
+* Position sizes are signed numbers of contracts (long > 0). A linear contract is
+  ``contract_size`` units of the underlying; an inverse future's contract is
+  ``contract_size`` USD of face value; an option contract is ``contract_size``
+  units of the underlying, its mark in the settlement currency per unit (coin for
+  inverse options).
+* An account measures equity and requirements in its margin asset.
+
+Margin (cross mode)
+-------------------
+``equity = collateral value + unrealised P&L of futures + mark value of options``;
+collateral is valued tier by tier with haircuts (debts count in full). Each
+position's initial (IM) and maintenance (MM) requirement comes from its
+instrument's model (see :meth:`Engine.add_model`), with resting orders counted at
+their worst case (all bids or all asks filling), and the account's requirement is
+the sum. Requirements are rounded up and equity down to the margin asset's
+``quantum``. ``available = equity - IM``; ``margin_ratio = equity / MM``; the
+health state compares equity with multiples of MM (:meth:`Engine.set_thresholds`).
+
+Reason codes of :meth:`Engine.check_order`: ``ok``, ``insufficient_margin``,
+``reduce_only``, ``stale_price``, ``unknown_account``, ``unknown_instrument``,
+``invalid_quantity``, ``invalid_price``, ``instrument_expired``, ``no_price``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import _core
+from .symbols import InstrumentKind, parse_symbol
+
+__all__ = ["HEALTH_STATES", "BookEvaluation", "Engine"]
+
+HEALTH_STATES = ("healthy", "warning", "reduce_only", "liquidation", "bankrupt")
+_KINDS = {"spot": 0, "perpetual": 1, "future": 2, "option": 3}
+_SPEC_KINDS = {
+    InstrumentKind.SPOT: "spot",
+    InstrumentKind.PERPETUAL: "perpetual",
+    InstrumentKind.FUTURE: "future",
+    InstrumentKind.OPTION: "option",
+}
+
+OrderCheck = _core.OrderCheck
+AccountSummary = _core.AccountSummary
+PositionRisk = _core.PositionRisk
+
+
+class BookEvaluation(NamedTuple):
+    """Every account of the engine at once (index = account id)."""
+
+    equity: np.ndarray
+    im: np.ndarray
+    mm: np.ndarray
+    available: np.ndarray
+    state: np.ndarray  # int8 codes into HEALTH_STATES
+
+
+def _finite(name: str, value: Any, *, positive: bool = False, nonneg: bool = False) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be finite (got {x})")
+    if positive and not x > 0:
+        raise ValueError(f"{name} must be > 0 (got {x})")
+    if nonneg and not x >= 0:
+        raise ValueError(f"{name} must be >= 0 (got {x})")
+    return x
+
+
+def _epoch(value: Any, name: str = "expiry") -> int:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"{name} must be timezone-aware (UTC)")
+        return int(value.astimezone(timezone.utc).timestamp())
+    return int(_finite(name, value, positive=True))
+
+
+class Engine:
+    """A venue's accounts and their margin, with the state held in the C++ core.
+
+    Accounts, instruments and assets are named; every method accepts the name or
+    the integer id that ``add_*`` returned (ids are faster on hot paths).
+
+    Examples
+    --------
+    >>> import marginkit as mk
+    >>> eng = mk.Engine()
+    >>> eng.add_asset("USDC", price=1.0, quantum=0.01)
+    0
+    >>> eng.add_asset("BTC", price=100_000.0)
+    1
+    >>> eng.add_model("btc_linear", "linear_rate", im_base=0.02, im_slope=5e-5,
+    ...               mm_base=0.01, mm_slope=5e-5)
+    0
+    >>> eng.add_instrument("BTC_USDC-PERPETUAL", model="btc_linear", mark=100_000.0)
+    0
+    >>> eng.add_account("alice", margin_asset="USDC")
+    0
+    >>> eng.deposit("alice", "USDC", 10_000)
+    >>> eng.check_order("alice", "BTC_USDC-PERPETUAL", 1.0, 100_000.0).accepted
+    True
+    """
+
+    def __init__(self) -> None:
+        self._core = _core.Engine()
+        self._assets: dict[str, int] = {}
+        self._instruments: dict[str, int] = {}
+        self._accounts: dict[str, int] = {}
+        self._models: dict[str, int] = {}
+
+    # ---- names ------------------------------------------------------------------
+    @staticmethod
+    def _resolve(table: dict[str, int], count: int, what: str, key: Any) -> int:
+        if isinstance(key, str):
+            try:
+                return table[key]
+            except KeyError:
+                raise ValueError(f"unknown {what} {key!r}") from None
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            if 0 <= int(key) < count:
+                return int(key)
+            raise ValueError(f"unknown {what} id {int(key)}")
+        raise TypeError(f"{what} must be a name (str) or an id (int), got {type(key).__name__}")
+
+    def _asset(self, key: Any) -> int:
+        return self._resolve(self._assets, len(self._assets), "asset", key)
+
+    def _instr(self, key: Any) -> int:
+        return self._resolve(self._instruments, len(self._instruments), "instrument", key)
+
+    def _acct(self, key: Any) -> int:
+        return self._resolve(self._accounts, len(self._accounts), "account", key)
+
+    @property
+    def assets(self) -> list[str]:
+        """Asset names, by id."""
+        return list(self._assets)
+
+    @property
+    def instruments(self) -> list[str]:
+        """Instrument names, by id."""
+        return list(self._instruments)
+
+    @property
+    def accounts(self) -> list[str]:
+        """Account names, by id."""
+        return list(self._accounts)
+
+    # ---- static data --------------------------------------------------------------
+    def add_asset(
+        self,
+        name: str,
+        *,
+        price: float | None = None,
+        time: float = 0.0,
+        haircuts: Iterable[tuple[float, float]] | None = None,
+        quantum: float = 0.0,
+    ) -> int:
+        """Adds a collateral / settlement asset; returns its id.
+
+        ``haircuts``: marginal tiers ``[(upto_amount, haircut), ...]`` with
+        increasing ``upto`` (the last may be ``math.inf``): the first tier's
+        amount counts at ``1 - haircut``, the next tier's at its own, and so on;
+        amounts beyond the last tier count for nothing. ``quantum``: the money
+        rounding step of amounts in this asset (requirements round up, equity
+        down). ``price``: its USD price now (or set it later with
+        :meth:`set_price`).
+        """
+        tiers = list(haircuts or [])
+        upto = [_finite(f"haircuts[{i}].upto", u, positive=True) if u != math.inf else math.inf
+                for i, (u, _) in enumerate(tiers)]
+        cut = [_finite(f"haircuts[{i}].haircut", h, nonneg=True) for i, (_, h) in enumerate(tiers)]
+        aid = self._core.add_asset(str(name), upto, cut, _finite("quantum", quantum, nonneg=True))
+        self._assets[str(name)] = aid
+        if price is not None:
+            self.set_price(aid, price, time)
+        return aid
+
+    def add_model(self, name: str, kind: str, **params: Any) -> int:
+        """Adds a margin model (a parameter set); returns its id.
+
+        ``kind="linear_rate"`` (Deribit futures): ``im_base, im_slope, mm_base,
+        mm_slope``; rate = base + slope x size in underlying units; requirement =
+        size x rate, valued at the index.
+
+        ``kind="tiered"`` (Binance brackets): ``brackets=[(floor_notional, mmr,
+        imr), ...]`` starting at floor 0; MM = notional x mmr - cum, IM = notional
+        x imr - cum_im, with the cumulative deductions derived so both are
+        continuous.
+
+        ``kind="option_standard"`` (Deribit / bit.com / Bybit): ``im_otm=0.15,
+        im_min=0.10, mm=0.075, mm_mark_call=0.0, mm_mark_put=0.075, liq_fee=0.0``;
+        for a short option per unit, with U the index and OTM the out-of-the-money
+        amount: MM = max(mm U, mm_mark x mark) + mark + liq_fee U; IM = max(max(im_otm
+        U - OTM, im_min U) + mark, MM). Long options need their premium (IM = value
+        at mark).
+        """
+        if name in self._models:
+            raise ValueError(f"duplicate model {name!r}")
+        if kind == "linear_rate":
+            mid = self._core.add_model_linear_rate(
+                *(_finite(k, params.pop(k))
+                  for k in ("im_base", "im_slope", "mm_base", "mm_slope")))
+        elif kind == "tiered":
+            brackets = [tuple(b) for b in params.pop("brackets")]
+            if any(len(b) != 3 for b in brackets):
+                raise ValueError("brackets must be (floor, mmr, imr) triples")
+            floors = [float(b[0]) for b in brackets]
+            mmr = [float(b[1]) for b in brackets]
+            imr = [float(b[2]) for b in brackets]
+            mid = self._core.add_model_tiered(floors, mmr, imr)
+        elif kind == "option_standard":
+            defaults = {"im_otm": 0.15, "im_min": 0.10, "mm": 0.075, "mm_mark_call": 0.0,
+                        "mm_mark_put": 0.075, "liq_fee": 0.0}
+            args = [_finite(k, params.pop(k, v)) for k, v in defaults.items()]
+            mid = self._core.add_model_option_standard(*args)
+        else:
+            raise ValueError(f"unknown model kind {kind!r} (linear_rate, tiered, option_standard)")
+        if params:
+            raise ValueError(f"unknown parameter(s) for {kind}: {sorted(params)}")
+        self._models[name] = mid
+        return mid
+
+    def add_instrument(
+        self,
+        name: str,
+        *,
+        model: str | int,
+        kind: str | None = None,
+        underlying: str | None = None,
+        settle: str | None = None,
+        inverse: bool | None = None,
+        contract_size: float = 1.0,
+        strike: float | None = None,
+        cp: str | None = None,
+        expiry: Any = None,
+        taker_fee: float = 0.0,
+        venue: str | None = None,
+        mark: float | None = None,
+        time: float = 0.0,
+    ) -> int:
+        """Adds an instrument; returns its id.
+
+        Fields not given are read from the symbol in the venue's own format
+        (Deribit, OKX, Binance options, ccxt; see :mod:`marginkit.symbols`), so
+        ``add_instrument("BTC-27DEC24-100000-C", model="deribit_options")`` is
+        enough. ``expiry``: a UTC ``datetime`` or unix seconds. The underlying and
+        settlement assets must have been added.
+        """
+        if kind is None or underlying is None or settle is None:
+            spec = parse_symbol(name, venue)
+            kind = kind or _SPEC_KINDS[spec.kind]
+            underlying = underlying or spec.base
+            settle = settle or spec.settle
+            inverse = spec.inverse if inverse is None else inverse
+            strike = spec.strike if strike is None else strike
+            cp = spec.option_type if cp is None else cp
+            expiry = spec.expiry if expiry is None else expiry
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
+        if isinstance(model, str):
+            if model not in self._models:
+                raise ValueError(f"unknown model {model!r}")
+            model = self._models[model]
+        cp_code = 0
+        if kind == "option":
+            if cp not in ("C", "P", "call", "put"):
+                raise ValueError(f"cp must be 'C'/'call' or 'P'/'put' for an option, got {cp!r}")
+            cp_code = 1 if cp in ("C", "call") else -1
+        iid = self._core.add_instrument(
+            str(name), _KINDS[kind], self._asset(underlying), self._asset(settle), bool(inverse),
+            _finite("contract_size", contract_size, positive=True),
+            0.0 if strike is None else _finite("strike", strike, positive=True),
+            cp_code, 0 if expiry is None else _epoch(expiry), int(model),
+            _finite("taker_fee", taker_fee, nonneg=True))
+        self._instruments[str(name)] = iid
+        if mark is not None:
+            self.set_mark(iid, mark, time)
+        return iid
+
+    def add_account(self, name: str, margin_asset: str | int) -> int:
+        """Adds an empty cross-margin account measured in ``margin_asset``; returns its id."""
+        aid = self._core.add_account(str(name), self._asset(margin_asset))
+        self._accounts[str(name)] = aid
+        return aid
+
+    # ---- market -----------------------------------------------------------------
+    def set_price(self, asset: str | int, price: float, time: float | None = None) -> bool:
+        """Sets an asset's USD price observed at ``time`` (default: :attr:`now`).
+
+        Returns False (and changes nothing) if a newer price is already held:
+        an out-of-order update never replaces fresher data.
+        """
+        t = self.now if time is None else _finite("time", time)
+        return self._core.set_price(self._asset(asset), _finite("price", price, positive=True), t)
+
+    def set_mark(self, instrument: str | int, mark: float, time: float | None = None) -> bool:
+        """Sets an instrument's mark price observed at ``time`` (see :meth:`set_price`)."""
+        t = self.now if time is None else _finite("time", time)
+        return self._core.set_mark(self._instr(instrument), _finite("mark", mark), t)
+
+    def set_marks(self, marks: dict[str, float], time: float | None = None) -> None:
+        """Sets several marks at once: ``{instrument: mark}``."""
+        for name, value in marks.items():
+            self.set_mark(name, value, time)
+
+    def price(self, asset: str | int) -> float:
+        """An asset's USD price (NaN if never set)."""
+        return self._core.price(self._asset(asset))
+
+    def mark(self, instrument: str | int) -> float:
+        """An instrument's mark (NaN if never set)."""
+        return self._core.mark(self._instr(instrument))
+
+    @property
+    def now(self) -> float:
+        """The engine's clock (unix seconds): staleness and expiry are judged against it."""
+        return self._core.now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self._core.now = _finite("now", value)
+
+    @property
+    def max_age(self) -> float:
+        """Prices older than this (seconds) may not approve risk-increasing orders."""
+        return self._core.max_age
+
+    @max_age.setter
+    def max_age(self, seconds: float) -> None:
+        x = float(seconds)
+        if not x > 0:
+            raise ValueError(f"max_age must be > 0 (got {x})")
+        self._core.max_age = x
+
+    def set_thresholds(self, warning: float = 1.5, reduce_only: float = 1.2,
+                       liquidation: float = 1.0) -> None:
+        """Health thresholds as multiples of MM (equity below ``liquidation x MM``
+        is ``liquidation``, and so on; negative equity is ``bankrupt``)."""
+        self._core.set_thresholds(float(warning), float(reduce_only), float(liquidation))
+
+    # ---- account operations -------------------------------------------------------
+    def deposit(self, account: str | int, asset: str | int, amount: float) -> None:
+        """Credits ``amount`` (> 0) of ``asset``."""
+        self._core.deposit(self._acct(account), self._asset(asset),
+                           _finite("amount", amount, positive=True))
+
+    def withdraw(self, account: str | int, asset: str | int, amount: float) -> str:
+        """Debits ``amount`` if the account keeps its initial margin covered.
+
+        Returns ``"ok"``, or the reason it was refused (``insufficient_balance``,
+        ``insufficient_margin``, ``no_price``); a refusal changes nothing.
+        """
+        return self._core.withdraw(self._acct(account), self._asset(asset),
+                                   _finite("amount", amount, positive=True))
+
+    def fill(self, account: str | int, instrument: str | int, qty: float, price: float,
+             fee: float | None = None) -> None:
+        """Books a trade of signed ``qty`` at ``price``: the position's size and
+        average entry, realised P&L (futures) or premium (options) to the
+        settlement balance, and the fee (default: the instrument's taker fee)."""
+        self._core.fill(self._acct(account), self._instr(instrument), _finite("qty", qty),
+                        _finite("price", price), -1.0 if fee is None else
+                        _finite("fee", fee, nonneg=True))
+
+    def place_order(self, account: str | int, instrument: str | int, qty: float,
+                    price: float) -> int:
+        """Rests an order (signed qty); it counts toward IM until filled or cancelled.
+        Returns the order id. Check it first with :meth:`check_order`."""
+        return self._core.place_order(self._acct(account), self._instr(instrument),
+                                      _finite("qty", qty), _finite("price", price, nonneg=True))
+
+    def cancel_order(self, order_id: int) -> None:
+        """Removes a resting order."""
+        self._core.cancel_order(int(order_id))
+
+    def fill_order(self, order_id: int, qty: float, price: float, fee: float | None = None) -> None:
+        """Fills ``qty`` (> 0, at most what remains) of a resting order at ``price``."""
+        self._core.fill_order(int(order_id), _finite("qty", qty, positive=True),
+                              _finite("price", price), -1.0 if fee is None else
+                              _finite("fee", fee, nonneg=True))
+
+    def balance(self, account: str | int, asset: str | int) -> float:
+        """An account's balance of an asset."""
+        return self._core.balance(self._acct(account), self._asset(asset))
+
+    def positions(self, account: str | int) -> list[dict[str, Any]]:
+        """An account's positions: instrument, size, entry, resting bids and asks."""
+        return [
+            {"instrument": self._core.instrument_name(i), "size": q, "entry": e, "bids": b,
+             "asks": a}
+            for i, q, e, b, a in self._core.positions(self._acct(account))
+        ]
+
+    # ---- evaluation ---------------------------------------------------------------
+    def summary(self, account: str | int) -> AccountSummary:
+        """Equity, IM, MM, available margin, margin ratio, health state, staleness."""
+        return self._core.summary(self._acct(account))
+
+    def attribution(self, account: str | int) -> list[PositionRisk]:
+        """Each position's mark, IM, MM and equity contribution (margin asset)."""
+        return self._core.attribution(self._acct(account))
+
+    def check_order(self, account: str | int, instrument: str | int, qty: float,
+                    price: float) -> OrderCheck:
+        """May ``account`` trade signed ``qty`` of ``instrument`` at ``price``?
+
+        Returns an :class:`OrderCheck` (``accepted``, ``reason``, ``im_after``,
+        ``mm_after``, ``equity_after``, ``available_after``); bad arguments give a
+        rejection with a reason code, never an exception. Incremental: only the
+        order's instrument is re-evaluated. Orders that increase risk need
+        ``available_after >= 0``, fresh prices and a state better than
+        reduce-only; orders that reduce the position pass unless they make
+        available margin worse than it is (or below zero).
+        """
+        a = account if account.__class__ is int else self._accounts.get(account, -1)
+        i = instrument if instrument.__class__ is int else self._instruments.get(instrument, -1)
+        return self._core.check_order(a, i, qty, price)
+
+    def max_order_size(self, account: str | int, instrument: str | int, side: str | int,
+                       price: float) -> float:
+        """The largest quantity (>= 0) of a buy or sell at ``price`` that
+        :meth:`check_order` accepts, exact to the last bit across bracket edges
+        (``inf`` if margin never binds, e.g. a price far better than the mark)."""
+        s = {"buy": 1, "sell": -1, 1: 1, -1: -1}.get(side)
+        if s is None:
+            raise ValueError(f"side must be 'buy', 'sell', +1 or -1, got {side!r}")
+        return self._core.max_order_size(self._acct(account), self._instr(instrument), s,
+                                         _finite("price", price, nonneg=True))
+
+    def evaluate_all(self) -> BookEvaluation:
+        """Every account in one call (threads, GIL released)."""
+        return BookEvaluation(*self._core.evaluate_all())
+
+    def state_names(self, codes: Sequence[int]) -> list[str]:
+        """Health-state names of :attr:`BookEvaluation.state` codes."""
+        return [HEALTH_STATES[int(c)] for c in codes]
