@@ -228,6 +228,56 @@ void register_engine(py::module_& m) {
       .def("max_order_size", [](Engine& e, int a, int i, int side, double price) {
         return guarded([&] { return e.max_order_size(a, i, side, price); });
       })
+      .def("open_isolated", [](Engine& e, int parent, int instrument, double amount) {
+        return guarded([&] {
+          Reason why = Reason::ok;
+          const int child = e.open_isolated(parent, instrument, amount, &why);
+          return py::make_tuple(child, reason_name(why));
+        });
+      })
+      .def("transfer", [](Engine& e, int from, int to, double amount) {
+        return guarded([&] { return std::string(reason_name(e.transfer(from, to, amount))); });
+      })
+      .def("parent_of", [](const Engine& e, int a) { return guarded([&] { return e.parent_of(a); }); })
+      .def("isolated_instrument",
+           [](const Engine& e, int a) { return guarded([&] { return e.isolated_instrument(a); }); })
+      .def("liquidation_prices", [](Engine& e, int a, int underlying) {
+        return guarded([&] {
+          const auto lp = e.liquidation_prices(a, underlying);
+          return py::make_tuple(lp.below, lp.above);
+        });
+      })
+      .def("dominant_underlying",
+           [](Engine& e, int a) { return guarded([&] { return e.dominant_underlying(a); }); })
+      .def("add_accounts", [](Engine& e, const std::vector<std::string>& names, int asset) {
+        return guarded([&] { return e.add_accounts(names, asset); });
+      })
+      .def("deposit_many", [](Engine& e, const py::array_t<int, py::array::c_style>& accounts,
+                              int asset, const f64_array& amounts) {
+        if (accounts.ndim() != 1 || amounts.ndim() != 1 || accounts.shape(0) != amounts.shape(0)) {
+          throw py::value_error("accounts and amounts must be 1-D of the same length");
+        }
+        guarded([&] {
+          e.deposit_many(static_cast<std::size_t>(accounts.shape(0)), accounts.data(), asset,
+                         amounts.data());
+          return 0;
+        });
+      })
+      .def("set_positions", [](Engine& e, const py::array_t<int, py::array::c_style>& accounts,
+                               const py::array_t<int, py::array::c_style>& instruments,
+                               const f64_array& sizes, const f64_array& entries) {
+        const auto n = accounts.shape(0);
+        if (accounts.ndim() != 1 || instruments.ndim() != 1 || sizes.ndim() != 1 ||
+            entries.ndim() != 1 || instruments.shape(0) != n || sizes.shape(0) != n ||
+            entries.shape(0) != n) {
+          throw py::value_error("accounts, instruments, sizes, entries: 1-D of one length");
+        }
+        guarded([&] {
+          e.set_positions(static_cast<std::size_t>(n), accounts.data(), instruments.data(),
+                          sizes.data(), entries.data());
+          return 0;
+        });
+      })
       .def("evaluate_all", [](Engine& e) {
         const auto n = static_cast<py::ssize_t>(e.num_accounts());
         py::array_t<double> equity(n), im(n), mm(n), available(n);

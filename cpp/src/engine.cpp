@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "marginkit/parallel.hpp"
+#include "marginkit/pricing.hpp"
 
 namespace marginkit {
 
@@ -35,6 +36,7 @@ const char* reason_name(Reason r) noexcept {
     case Reason::instrument_expired: return "instrument_expired";
     case Reason::no_price: return "no_price";
     case Reason::insufficient_balance: return "insufficient_balance";
+    case Reason::not_isolated_instrument: return "not_isolated_instrument";
   }
   return "unknown";
 }
@@ -208,14 +210,11 @@ double Engine::to_margin(const Account& a, int settle) const noexcept {
 
 // ---- evaluation --------------------------------------------------------------
 
-Engine::Contribution Engine::contribution(const Account& a, const InstrumentSpec& in, double size,
-                                          double bids, double asks,
-                                          double entry) const noexcept {
-  const int id = static_cast<int>(&in - instruments_.data());
-  const double mark = marks_[id].value;
-  const double f = to_margin(a, in.settle);
-  const Requirement r = requirement_with_orders(models_[in.model], in.terms, size, bids, asks,
-                                                mark, index_of(in));
+Engine::Contribution Engine::contribution_at(const InstrumentSpec& in, double size, double bids,
+                                             double asks, double entry, double mark,
+                                             double index, double f) const noexcept {
+  const Requirement r =
+      requirement_with_orders(models_[in.model], in.terms, size, bids, asks, mark, index);
   double eq = 0.0;
   const double cs = in.terms.contract_size;
   if (size != 0.0) {
@@ -226,6 +225,14 @@ Engine::Contribution Engine::contribution(const Account& a, const InstrumentSpec
     }
   }
   return {r.im * f, r.mm * f, eq * f};
+}
+
+Engine::Contribution Engine::contribution(const Account& a, const InstrumentSpec& in, double size,
+                                          double bids, double asks,
+                                          double entry) const noexcept {
+  const int id = static_cast<int>(&in - instruments_.data());
+  return contribution_at(in, size, bids, asks, entry, marks_[id].value, index_of(in),
+                         to_margin(a, in.settle));
 }
 
 double Engine::collateral_of(const Account& a, double* oldest) const noexcept {
@@ -347,20 +354,147 @@ Reason Engine::withdraw(int account, int asset, double amount) {
   Account& a = acct(account);
   check_asset(asset);
   if (!positive(amount)) bad("withdrawal amount must be finite and > 0");
+  if (a.parent >= 0) bad("an isolated account releases collateral with transfer()");
   if (a.balances[asset] < amount) return Reason::insufficient_balance;
   refresh(a);
   if (!a.priced || !std::isfinite(assets_[asset].price)) return Reason::no_price;
   const double before = a.balances[asset];
-  const double cv_old = collateral_value(assets_[asset].spec.tiers, before, assets_[asset].price);
-  const double cv_new =
-      collateral_value(assets_[asset].spec.tiers, before - amount, assets_[asset].price);
+  const auto& tiers = assets_[asset].spec.tiers;
+  const double d_cv = collateral_value(tiers, before - amount, assets_[asset].price) -
+                      collateral_value(tiers, before, assets_[asset].price);
   const double q = quantum(a);
-  const double equity_after = round_down(
-      a.collateral + (cv_new - cv_old) / assets_[a.margin_asset].price + a.sum_pos_equity, q);
+  const double equity_after =
+      round_down(a.collateral + d_cv / assets_[a.margin_asset].price + a.sum_pos_equity, q);
   if (equity_after - round_up(a.sum_im, q) < 0.0) return Reason::insufficient_margin;
   a.balances[asset] = before - amount;
   touch(a);
   return Reason::ok;
+}
+
+// ---- isolated margin --------------------------------------------------------------
+
+int Engine::open_isolated(int parent, int instrument, double amount, Reason* why) {
+  Account& p = acct(parent);
+  const InstrumentSpec& in = instr(instrument);
+  if (p.parent >= 0) bad("an isolated account cannot open isolated positions");
+  if (in.kind == InstrumentKind::spot) bad("spot is not margined in isolation");
+  if (!positive(amount)) bad("isolated margin must be finite and > 0");
+  const std::string name = p.name + "/" + in.name;
+  if (account_ids_.count(name)) bad("isolated account '" + name + "' exists already");
+  Reason r = withdraw(parent, p.margin_asset, amount);
+  if (why) *why = r;
+  if (r != Reason::ok) return -1;
+  const int child = add_account(name, accounts_[parent].margin_asset);
+  accounts_[child].parent = parent;
+  accounts_[child].isolated = instrument;
+  accounts_[child].balances[accounts_[child].margin_asset] = amount;
+  return child;
+}
+
+Reason Engine::transfer(int from, int to, double amount) {
+  Account& a = acct(from);
+  Account& b = acct(to);
+  if (!(a.parent == to || b.parent == from)) {
+    bad("transfers go between an account and its isolated sub-account");
+  }
+  if (!positive(amount)) bad("transfer amount must be finite and > 0");
+  const int asset = a.margin_asset;
+  if (a.balances[asset] < amount) return Reason::insufficient_balance;
+  refresh(a);
+  if (!a.priced) return Reason::no_price;
+  const double q = quantum(a);
+  const auto& tiers = assets_[asset].spec.tiers;
+  const double d_cv = collateral_value(tiers, a.balances[asset] - amount, assets_[asset].price) -
+                      collateral_value(tiers, a.balances[asset], assets_[asset].price);
+  const double equity_after =
+      round_down(a.collateral + d_cv / assets_[asset].price + a.sum_pos_equity, q);
+  if (equity_after - round_up(a.sum_im, q) < 0.0) return Reason::insufficient_margin;
+  a.balances[asset] -= amount;
+  b.balances[asset] += amount;
+  touch(a);
+  touch(b);
+  return Reason::ok;
+}
+
+int Engine::parent_of(int account) const {
+  if (account < 0 || account >= static_cast<int>(accounts_.size())) {
+    bad("unknown account id " + std::to_string(account));
+  }
+  return accounts_[account].parent;
+}
+
+int Engine::isolated_instrument(int account) const {
+  if (account < 0 || account >= static_cast<int>(accounts_.size())) {
+    bad("unknown account id " + std::to_string(account));
+  }
+  return accounts_[account].isolated;
+}
+
+// ---- bulk loading -------------------------------------------------------------------
+
+int Engine::add_accounts(const std::vector<std::string>& names, int margin_asset) {
+  check_asset(margin_asset);
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (names[i].empty()) bad("account name " + std::to_string(i) + " is empty");
+    if (account_ids_.count(names[i])) bad("duplicate account '" + names[i] + "'");
+  }
+  const int first = static_cast<int>(accounts_.size());
+  accounts_.reserve(accounts_.size() + names.size());
+  account_ids_.reserve(account_ids_.size() + names.size());
+  for (const auto& name : names) {
+    if (account_ids_.count(name)) {
+      // A duplicate inside `names`: undo this call's additions, then refuse.
+      for (std::size_t i = first; i < accounts_.size(); ++i) account_ids_.erase(accounts_[i].name);
+      accounts_.resize(first);
+      bad("duplicate account '" + name + "'");
+    }
+    add_account(name, margin_asset);
+  }
+  return first;
+}
+
+void Engine::deposit_many(std::size_t n, const int* accounts, int asset, const double* amounts) {
+  check_asset(asset);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (accounts[i] < 0 || accounts[i] >= static_cast<int>(accounts_.size())) {
+      bad("accounts[" + std::to_string(i) + "] is not an account id");
+    }
+    if (!positive(amounts[i])) bad("amounts[" + std::to_string(i) + "] must be finite and > 0");
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    accounts_[accounts[i]].balances[asset] += amounts[i];
+    touch(accounts_[accounts[i]]);
+  }
+}
+
+void Engine::set_positions(std::size_t n, const int* accounts, const int* instruments,
+                           const double* sizes, const double* entries) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::string at = "[" + std::to_string(i) + "]";
+    if (accounts[i] < 0 || accounts[i] >= static_cast<int>(accounts_.size())) {
+      bad("accounts" + at + " is not an account id");
+    }
+    if (instruments[i] < 0 || instruments[i] >= static_cast<int>(instruments_.size())) {
+      bad("instruments" + at + " is not an instrument id");
+    }
+    const auto& in = instruments_[instruments[i]];
+    if (in.kind == InstrumentKind::spot) bad("instruments" + at + " is spot: use deposits");
+    if (!std::isfinite(sizes[i])) bad("sizes" + at + " must be finite");
+    const bool opt = in.kind == InstrumentKind::option;
+    if (!(std::isfinite(entries[i]) && (opt ? entries[i] >= 0.0 : entries[i] > 0.0))) {
+      bad("entries" + at + " must be finite and " + (opt ? ">= 0" : "> 0"));
+    }
+    const int iso = accounts_[accounts[i]].isolated;
+    if (iso >= 0 && iso != instruments[i]) bad("accounts" + at + " is isolated on another instrument");
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    Account& a = accounts_[accounts[i]];
+    Position& p = slot(a, instruments[i]);
+    p.size = sizes[i];
+    p.entry = sizes[i] == 0.0 ? 0.0 : entries[i];
+    touch(a);
+  }
+  for (std::size_t i = 0; i < n; ++i) drop_empty(accounts_[accounts[i]]);
 }
 
 Position& Engine::slot(Account& a, int instrument) {
@@ -442,6 +576,9 @@ void Engine::fill(int account, int instrument, double qty, double price, double 
     bad("fill price must be finite and " + std::string(opt ? ">= 0" : "> 0"));
   }
   if (std::isnan(fee) || std::isinf(fee)) bad("fee must be finite");
+  if (a.isolated >= 0 && a.isolated != instrument) {
+    bad("account '" + a.name + "' is isolated on another instrument");
+  }
   if (fee < 0.0) fee = trade_fee(in, qty, price);
   if (in.kind == InstrumentKind::spot) {
     Position tmp;
@@ -460,6 +597,9 @@ std::int64_t Engine::place_order(int account, int instrument, double qty, double
   if (!(std::isfinite(qty) && qty != 0.0)) bad("order quantity must be finite and non-zero");
   if (!(std::isfinite(price) && price >= 0.0)) bad("order price must be finite and >= 0");
   if (in.kind == InstrumentKind::spot) bad("resting spot orders are not margined");
+  if (a.isolated >= 0 && a.isolated != instrument) {
+    bad("account '" + a.name + "' is isolated on another instrument");
+  }
   Position& p = slot(a, instrument);
   (qty > 0 ? p.bids : p.asks) += std::fabs(qty);
   const std::int64_t id = next_order_++;
@@ -502,6 +642,145 @@ void Engine::fill_order(std::int64_t order_id, double qty, double price, double 
   fill(account, instrument, signed_qty, price, fee);
 }
 
+// ---- liquidation prices ------------------------------------------------------------
+
+int Engine::dominant_underlying(int account) {
+  Account& a = acct(account);
+  std::vector<double> exposure(assets_.size(), 0.0);
+  for (const Position& p : a.positions) {
+    const InstrumentSpec& in = instruments_[p.instrument];
+    // Notional in USD: |size| x contract in underlying units x underlying price.
+    const double units = in.terms.inverse && in.kind != InstrumentKind::option
+                             ? std::fabs(p.size) * in.terms.contract_size /
+                                   assets_[in.underlying].price
+                             : std::fabs(p.size) * in.terms.contract_size;
+    const double usd = units * assets_[in.underlying].price;
+    if (std::isfinite(usd)) exposure[in.underlying] += usd;
+  }
+  int best = -1;
+  double most = 0.0;
+  for (std::size_t i = 0; i < exposure.size(); ++i) {
+    if (exposure[i] > most) {
+      most = exposure[i];
+      best = static_cast<int>(i);
+    }
+  }
+  return best;
+}
+
+Engine::LiquidationPrices Engine::liquidation_prices(int account, int underlying) {
+  Account& a = acct(account);
+  check_asset(underlying);
+  refresh(a);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double p0 = assets_[underlying].price;
+  if (!a.priced || !std::isfinite(p0)) return {nan, nan};
+  // Per position: how its mark follows the underlying's price P.
+  struct Leg {
+    const Position* pos;
+    const InstrumentSpec* in;
+    bool moves;       // depends on P
+    double ratio;     // futures: mark / index (basis kept)
+    double vol, tau;  // options: implied vol and years to expiry
+  };
+  std::vector<Leg> legs;
+  for (const Position& p : a.positions) {
+    const InstrumentSpec& in = instruments_[p.instrument];
+    Leg leg{&p, &in, in.underlying == underlying || in.settle == underlying, 0.0, 0.0, 0.0};
+    const double mark = marks_[p.instrument].value, index = index_of(in);
+    if (in.kind == InstrumentKind::option) {
+      leg.tau = std::max(0.0, (static_cast<double>(in.expiry) - now_) / (365.0 * 86400.0));
+      const double quote_mark = in.terms.inverse ? mark * index : mark;
+      const std::int8_t cp = in.terms.cp;
+      const double zero = 0.0;
+      ImpliedVolInputs iv;
+      iv.n = 1;
+      iv.cp = {&cp, false};
+      iv.price = {&quote_mark, false};
+      iv.forward = {&index, false};
+      iv.strike = {&in.terms.strike, false};
+      iv.expiry = {&leg.tau, false};
+      iv.rate = {&zero, false};
+      std::size_t n_bad = 0;
+      double vol = nan;
+      if (leg.tau > 0.0 && !implied_vol(iv, &vol, Settlement::linear, n_bad) && n_bad == 0) {
+        leg.vol = vol;
+      }
+    } else {
+      leg.ratio = mark / index;
+    }
+    legs.push_back(leg);
+  }
+  const double thr = thresholds_.liquidation;
+  const double margin_price0 = assets_[a.margin_asset].price;
+  // equity - thr x MM with the underlying at P, in the margin asset.
+  auto gap = [&](double P) {
+    auto price_of = [&](int asset) { return asset == underlying ? P : assets_[asset].price; };
+    const double margin_price = a.margin_asset == underlying ? P : margin_price0;
+    double value = 0.0;
+    for (std::size_t i = 0; i < a.balances.size(); ++i) {
+      if (a.balances[i] != 0.0) {
+        value += collateral_value(assets_[i].spec.tiers, a.balances[i], price_of(static_cast<int>(i)));
+      }
+    }
+    double equity = value / margin_price, mm = 0.0;
+    for (const Leg& leg : legs) {
+      const InstrumentSpec& in = *leg.in;
+      const int id = leg.pos->instrument;
+      double mark = marks_[id].value;
+      const double index = in.terms.inverse ? price_of(in.underlying)
+                                            : price_of(in.underlying) / price_of(in.settle);
+      if (leg.moves) {
+        if (in.kind == InstrumentKind::option) {
+          const std::int8_t cp = in.terms.cp;
+          const double zero = 0.0;
+          Black76Inputs bi;
+          bi.n = 1;
+          bi.cp = {&cp, false};
+          bi.forward = {&index, false};
+          bi.strike = {&in.terms.strike, false};
+          bi.expiry = {&leg.tau, false};
+          bi.vol = {&leg.vol, false};
+          bi.rate = {&zero, false};
+          double value_q = 0.0;
+          Black76Outputs bo;
+          bo.price = &value_q;
+          black76(bi, bo, in.terms.inverse ? Settlement::inverse : Settlement::linear);
+          mark = value_q;
+        } else {
+          mark = leg.ratio * index;
+        }
+      }
+      const double f = in.settle == a.margin_asset ? 1.0 : price_of(in.settle) / margin_price;
+      const Contribution c = contribution_at(in, leg.pos->size, leg.pos->bids, leg.pos->asks,
+                                             leg.pos->entry, mark, index, f);
+      equity += c.equity;
+      mm += c.mm;
+    }
+    return equity - thr * mm;
+  };
+  if (!(gap(p0) > 0.0)) return {p0, p0};
+  // Walk out in 1% steps to the first sign change, then bisect to the last bit.
+  auto search = [&](double dir) {
+    double good = p0;
+    for (int k = 1; k <= 1400; ++k) {
+      const double P = p0 * std::pow(1.01, dir * k);
+      if (gap(P) <= 0.0) {
+        double lo = good, hi = P;  // gap(lo) > 0 >= gap(hi)
+        while (true) {
+          const double mid = lo + (hi - lo) / 2.0;
+          if (mid == lo || mid == hi) break;
+          (gap(mid) > 0.0 ? lo : hi) = mid;
+        }
+        return hi;  // the first price at which the account is liquidatable
+      }
+      good = P;
+    }
+    return nan;
+  };
+  return {search(-1.0), search(1.0)};
+}
+
 // ---- pre-trade -----------------------------------------------------------------
 
 OrderCheck Engine::check_order(int account, int instrument, double qty, double price) {
@@ -529,6 +808,10 @@ OrderCheck Engine::check_order(int account, int instrument, double qty, double p
     return r;
   }
   Account& a = accounts_[account];
+  if (a.isolated >= 0 && a.isolated != instrument) {
+    r.reason = Reason::not_isolated_instrument;
+    return r;
+  }
   refresh(a);
   const Mark& mk = marks_[instrument];
   const double index = index_of(in);

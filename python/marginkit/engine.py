@@ -304,6 +304,56 @@ class Engine:
         self._accounts[str(name)] = aid
         return aid
 
+    def add_accounts(self, names: Sequence[str], margin_asset: str | int) -> np.ndarray:
+        """Adds many accounts at once (bulk loading); returns their ids."""
+        names = [str(n) for n in names]
+        first = self._core.add_accounts(names, self._asset(margin_asset))
+        for k, name in enumerate(names):
+            self._accounts[name] = first + k
+        return np.arange(first, first + len(names), dtype=np.int32)
+
+    def deposit_many(self, accounts: Any, asset: str | int, amounts: Any) -> None:
+        """Bulk deposits: ``accounts`` (ids) and ``amounts`` arrays of one length."""
+        ids = np.ascontiguousarray(accounts, dtype=np.int32)
+        self._core.deposit_many(ids, self._asset(asset),
+                                np.ascontiguousarray(amounts, dtype=np.float64))
+
+    def set_positions(self, accounts: Any, instruments: Any, sizes: Any, entries: Any) -> None:
+        """Loads positions as state (no cash flows): arrays of account ids,
+        instrument ids, signed sizes and average entry prices, one per position.
+        Everything is checked before anything changes."""
+        self._core.set_positions(np.ascontiguousarray(accounts, dtype=np.int32),
+                                 np.ascontiguousarray(instruments, dtype=np.int32),
+                                 np.ascontiguousarray(sizes, dtype=np.float64),
+                                 np.ascontiguousarray(entries, dtype=np.float64))
+
+    # ---- isolated margin -----------------------------------------------------------
+    def open_isolated(self, account: str | int, instrument: str | int, amount: float) -> int:
+        """Opens an isolated position account ``"<account>/<instrument>"`` funded
+        with ``amount`` of the parent's margin asset; returns its id.
+
+        The isolated account trades only that instrument, on its own collateral:
+        its losses never reach the parent's pool. Raises ValueError if the
+        transfer would uncover the parent's initial margin (nothing changes).
+        """
+        child, why = self._core.open_isolated(self._acct(account), self._instr(instrument),
+                                              _finite("amount", amount, positive=True))
+        if child < 0:
+            raise ValueError(f"cannot fund the isolated position: {why}")
+        self._accounts[self._core.account_name(child)] = child
+        return child
+
+    def transfer(self, source: str | int, target: str | int, amount: float) -> str:
+        """Moves margin-asset collateral between an account and its isolated
+        sub-account; returns ``"ok"`` or why it was refused (nothing changes)."""
+        return self._core.transfer(self._acct(source), self._acct(target),
+                                   _finite("amount", amount, positive=True))
+
+    def parent(self, account: str | int) -> str | None:
+        """The cross account funding an isolated account (None for cross accounts)."""
+        pid = self._core.parent_of(self._acct(account))
+        return None if pid < 0 else self._core.account_name(pid)
+
     # ---- market -----------------------------------------------------------------
     def set_price(self, asset: str | int, price: float, time: float | None = None) -> bool:
         """Sets an asset's USD price observed at ``time`` (default: :attr:`now`).
@@ -447,6 +497,24 @@ class Engine:
             raise ValueError(f"side must be 'buy', 'sell', +1 or -1, got {side!r}")
         return self._core.max_order_size(self._acct(account), self._instr(instrument), s,
                                          _finite("price", price, nonneg=True))
+
+    def liquidation_prices(self, account: str | int,
+                           underlying: str | int | None = None) -> tuple[float, float]:
+        """The prices of ``underlying`` at which the account reaches liquidation
+        (equity = liquidation threshold x MM), nearest below and above today's
+        price (NaN where none within 1e-6x to 1e6x; today's price if it is
+        already there). Default underlying: the account's largest exposure.
+        Futures keep their basis ratio, options are repriced with Black-76 at
+        their implied volatility, collateral in the underlying is revalued; the
+        crossing is exact across tiers (to the last bit)."""
+        aid = self._acct(account)
+        if underlying is None:
+            uid = self._core.dominant_underlying(aid)
+            if uid < 0:
+                return (math.nan, math.nan)
+        else:
+            uid = self._asset(underlying)
+        return self._core.liquidation_prices(aid, uid)
 
     def evaluate_all(self) -> BookEvaluation:
         """Every account in one call (threads, GIL released)."""

@@ -41,6 +41,7 @@ enum class Reason : std::int8_t {
   instrument_expired,
   no_price,
   insufficient_balance,
+  not_isolated_instrument,  // an isolated account trades only its own instrument
 };
 const char* reason_name(Reason r) noexcept;
 
@@ -150,6 +151,40 @@ class Engine {
   const std::vector<Position>& positions(int account) const { return accounts_.at(account).positions; }
   double balance(int account, int asset) const;
 
+  // ---- isolated margin -----------------------------------------------------
+  // An isolated position is a sub-account ("parent/instrument") that trades one
+  // instrument on its own collateral: its losses never reach the parent's pool.
+  // Funding moves `amount` of the parent's margin asset, refused (returns -1
+  // and changes nothing) if that would uncover the parent's initial margin.
+  int open_isolated(int parent, int instrument, double amount, Reason* why = nullptr);
+  // Moves margin-asset collateral between a parent and its isolated child
+  // (either way); refused if it would uncover the sender's initial margin.
+  Reason transfer(int from, int to, double amount);
+  int parent_of(int account) const;                // -1 for a cross account
+  int isolated_instrument(int account) const;      // -1 for a cross account
+
+  // ---- liquidation prices ---------------------------------------------------
+  // The prices of `underlying` (everything else fixed) at which equity falls to
+  // the liquidation threshold x MM: the nearest below and above today's price,
+  // NaN where there is none between 1e-6x and 1e6x. Futures marks keep their
+  // basis ratio; options are repriced with Black-76 at the volatility implied by
+  // their mark; collateral in the underlying is revalued. Tiers are exact: the
+  // crossing is found on the exact piecewise function, to the last bit. An
+  // account already at or below the threshold gets today's price.
+  struct LiquidationPrices {
+    double below, above;
+  };
+  LiquidationPrices liquidation_prices(int account, int underlying);
+  // The underlying with the largest absolute notional in the account (-1: none).
+  int dominant_underlying(int account);
+
+  // ---- bulk loading (books of millions of accounts) ---------------------------
+  int add_accounts(const std::vector<std::string>& names, int margin_asset);  // first id
+  void deposit_many(std::size_t n, const int* accounts, int asset, const double* amounts);
+  // Sets positions as loaded state (no cash flows): size and average entry.
+  void set_positions(std::size_t n, const int* accounts, const int* instruments,
+                     const double* sizes, const double* entries);
+
   // ---- evaluation ---------------------------------------------------------
   AccountSummary summary(int account);
   std::vector<PositionRisk> attribution(int account);
@@ -184,6 +219,8 @@ class Engine {
     double collateral = 0.0, sum_im = 0.0, sum_mm = 0.0, sum_pos_equity = 0.0;
     double oldest = 0.0;  // oldest price time used
     bool priced = true;   // every price it needs is set
+    int parent = -1;      // isolated: the cross account that funds it
+    int isolated = -1;    // isolated: its one instrument
   };
   struct Order {
     int account, instrument;
@@ -201,6 +238,10 @@ class Engine {
   double to_margin(const Account& a, int settle) const noexcept;
   Contribution contribution(const Account& a, const InstrumentSpec& in, double size, double bids,
                             double asks, double entry) const noexcept;
+  Contribution contribution_at(const InstrumentSpec& in, double size, double bids, double asks,
+                               double entry, double mark, double index,
+                               double f) const noexcept;
+
   void refresh(Account& a);
   double collateral_of(const Account& a, double* oldest) const noexcept;
   AccountSummary summarize(const Account& a) const noexcept;
