@@ -62,6 +62,11 @@ MarginModel option_standard(double im_otm, double im_min, double mm, double mm_m
   return m;
 }
 
+MarginModel named(const std::string& name, MarginModel m) {
+  m.name = name;
+  return m;
+}
+
 }  // namespace
 
 void register_engine(py::module_& m) {
@@ -111,19 +116,43 @@ void register_engine(py::module_& m) {
              for (std::size_t i = 0; i < upto.size(); ++i) s.tiers.push_back({upto[i], haircut[i]});
              return guarded([&] { return e.add_asset(s); });
            })
-      .def("add_model_linear_rate", [](Engine& e, double a, double b, double c, double d) {
-        return guarded([&] { return e.add_model(linear_rate(a, b, c, d)); });
-      })
-      .def("add_model_tiered", [](Engine& e, const std::vector<double>& floors,
-                                  const std::vector<double>& mmr, const std::vector<double>& imr) {
-        return guarded([&] { return e.add_model(tiered(floors, mmr, imr)); });
-      })
-      .def("add_model_option_standard",
-           [](Engine& e, double im_otm, double im_min, double mm, double call, double put,
-              double fee) {
-             return guarded(
-                 [&] { return e.add_model(option_standard(im_otm, im_min, mm, call, put, fee)); });
+      .def("add_model_linear_rate",
+           [](Engine& e, const std::string& name, double a, double b, double c, double d) {
+             return guarded([&] { return e.add_model(named(name, linear_rate(a, b, c, d))); });
            })
+      .def("add_model_tiered",
+           [](Engine& e, const std::string& name, const std::vector<double>& floors,
+              const std::vector<double>& mmr, const std::vector<double>& imr) {
+             return guarded([&] { return e.add_model(named(name, tiered(floors, mmr, imr))); });
+           })
+      .def("add_model_option_standard",
+           [](Engine& e, const std::string& name, double im_otm, double im_min, double mm,
+              double call, double put, double fee) {
+             return guarded([&] {
+               return e.add_model(named(name, option_standard(im_otm, im_min, mm, call, put, fee)));
+             });
+           })
+      .def("model_id", &Engine::model_id)
+      .def("num_models", &Engine::num_models)
+      .def("model_name",
+           [](const Engine& e, int id) { return guarded([&] { return e.model(id).name; }); })
+      .def("save", [](const Engine& e) {
+        std::string bytes;
+        {
+          py::gil_scoped_release release;
+          bytes = e.save();
+        }
+        return py::bytes(bytes);
+      })
+      .def_static("load", [](const py::bytes& data) {
+        std::string bytes = data;
+        py::gil_scoped_release release;
+        return guarded([&] { return Engine::load(bytes); });
+      })
+      .def(py::pickle([](const Engine& e) { return py::bytes(e.save()); },
+                      [](const py::bytes& data) {
+                        return guarded([&] { return Engine::load(std::string(data)); });
+                      }))
       .def("add_instrument",
            [](Engine& e, const std::string& name, int kind, int underlying, int settle,
               bool inverse, double contract_size, double strike, int cp, std::int64_t expiry,
@@ -154,6 +183,7 @@ void register_engine(py::module_& m) {
       .def("num_instruments", &Engine::num_instruments)
       .def("num_accounts", &Engine::num_accounts)
       .def("num_orders", &Engine::num_orders)
+      .def("format_version", [](const Engine&) { return Engine::kFormatVersion; })
       .def("account_name", [](const Engine& e, int id) { return guarded([&] { return e.account_name(id); }); })
       .def("instrument_name",
            [](const Engine& e, int id) { return guarded([&] { return e.instrument(id).name; }); })

@@ -79,9 +79,13 @@ int Engine::add_asset(const AssetSpec& spec) {
 }
 
 int Engine::add_model(MarginModel model) {
+  if (model.name.empty()) bad("model name must not be empty");
+  if (model_ids_.count(model.name)) bad("duplicate model '" + model.name + "'");
   model.finalize();
+  const int id = static_cast<int>(models_.size());
+  model_ids_[model.name] = id;
   models_.push_back(std::move(model));
-  return static_cast<int>(models_.size()) - 1;
+  return id;
 }
 
 int Engine::add_instrument(const InstrumentSpec& spec) {
@@ -141,6 +145,7 @@ int lookup(const Map& m, const std::string& name) {
 }  // namespace
 
 int Engine::asset_id(const std::string& name) const { return lookup(asset_ids_, name); }
+int Engine::model_id(const std::string& name) const { return lookup(model_ids_, name); }
 int Engine::instrument_id(const std::string& name) const { return lookup(instrument_ids_, name); }
 int Engine::account_id(const std::string& name) const { return lookup(account_ids_, name); }
 

@@ -122,11 +122,63 @@ class Engine:
     """
 
     def __init__(self) -> None:
-        self._core = _core.Engine()
-        self._assets: dict[str, int] = {}
-        self._instruments: dict[str, int] = {}
-        self._accounts: dict[str, int] = {}
-        self._models: dict[str, int] = {}
+        self._attach(_core.Engine())
+
+    def _attach(self, core: Any) -> None:
+        """Wraps a core engine and indexes its names."""
+        self._core = core
+        self._assets = {core.asset_name(i): i for i in range(core.num_assets())}
+        self._instruments = {core.instrument_name(i): i for i in range(core.num_instruments())}
+        self._accounts = {core.account_name(i): i for i in range(core.num_accounts())}
+        self._models = {core.model_name(i): i for i in range(core.num_models())}
+
+    # ---- persistence --------------------------------------------------------------
+    FORMAT_VERSION = 1
+
+    def to_bytes(self) -> bytes:
+        """The whole engine state (static data, prices with their times, accounts,
+        positions, resting orders, settings) in marginkit's versioned binary format."""
+        return self._core.save()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Engine:
+        """An engine from :meth:`to_bytes` output; ValueError if the data is not a
+        marginkit state, has an unknown version, or is truncated or corrupt."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes, got {type(data).__name__}")
+        engine = cls.__new__(cls)
+        engine._attach(_core.Engine.load(bytes(data)))
+        return engine
+
+    def save(self, path: Any) -> None:
+        """Writes the state to a file (see :meth:`to_bytes`); atomic: a temporary
+        file is renamed into place, so a crash never leaves a half-written state."""
+        import os
+        import tempfile
+
+        target = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(target))
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".marginkit-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(self.to_bytes())
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: Any) -> Engine:
+        """Reads a state written by :meth:`save`."""
+        with open(path, "rb") as f:
+            return cls.from_bytes(f.read())
+
+    def __getstate__(self) -> bytes:
+        return self.to_bytes()
+
+    def __setstate__(self, state: bytes) -> None:
+        self._attach(_core.Engine.load(state))
 
     # ---- names ------------------------------------------------------------------
     @staticmethod
@@ -219,7 +271,7 @@ class Engine:
             raise ValueError(f"duplicate model {name!r}")
         if kind == "linear_rate":
             mid = self._core.add_model_linear_rate(
-                *(_finite(k, params.pop(k))
+                str(name), *(_finite(k, params.pop(k))
                   for k in ("im_base", "im_slope", "mm_base", "mm_slope")))
         elif kind == "tiered":
             brackets = [tuple(b) for b in params.pop("brackets")]
@@ -228,12 +280,12 @@ class Engine:
             floors = [float(b[0]) for b in brackets]
             mmr = [float(b[1]) for b in brackets]
             imr = [float(b[2]) for b in brackets]
-            mid = self._core.add_model_tiered(floors, mmr, imr)
+            mid = self._core.add_model_tiered(str(name), floors, mmr, imr)
         elif kind == "option_standard":
             defaults = {"im_otm": 0.15, "im_min": 0.10, "mm": 0.075, "mm_mark_call": 0.0,
                         "mm_mark_put": 0.075, "liq_fee": 0.0}
             args = [_finite(k, params.pop(k, v)) for k, v in defaults.items()]
-            mid = self._core.add_model_option_standard(*args)
+            mid = self._core.add_model_option_standard(str(name), *args)
         else:
             raise ValueError(f"unknown model kind {kind!r} (linear_rate, tiered, option_standard)")
         if params:

@@ -103,7 +103,9 @@ class Engine {
  public:
   // ---- static data ------------------------------------------------------
   int add_asset(const AssetSpec& spec);
-  int add_model(MarginModel model);  // finalizes (validates) it
+  int add_model(MarginModel model);  // finalizes (validates) it; names are unique
+  int model_id(const std::string& name) const;
+  std::size_t num_models() const noexcept { return models_.size(); }
   int add_instrument(const InstrumentSpec& spec);
   int add_account(const std::string& name, int margin_asset);
 
@@ -185,6 +187,14 @@ class Engine {
   void set_positions(std::size_t n, const int* accounts, const int* instruments,
                      const double* sizes, const double* entries);
 
+  // ---- persistence -----------------------------------------------------------
+  // The whole state (static data, market, accounts, orders, settings) as bytes
+  // in a versioned binary format, and back. load() throws std::invalid_argument
+  // on a wrong magic, an unknown version or a truncated/corrupt payload.
+  std::string save() const;
+  static Engine load(const std::string& bytes);
+  static constexpr std::uint32_t kFormatVersion = 1;
+
   // ---- evaluation ---------------------------------------------------------
   AccountSummary summary(int account);
   std::vector<PositionRisk> attribution(int account);
@@ -257,7 +267,7 @@ class Engine {
   std::vector<InstrumentSpec> instruments_;
   std::vector<Mark> marks_;
   std::vector<Account> accounts_;
-  std::unordered_map<std::string, int> asset_ids_, instrument_ids_, account_ids_;
+  std::unordered_map<std::string, int> asset_ids_, instrument_ids_, account_ids_, model_ids_;
   std::unordered_map<std::int64_t, Order> orders_;
   std::int64_t next_order_ = 1;
   std::uint64_t stamp_ = 1;  // bumped by every price update

@@ -38,6 +38,7 @@ struct Bracket {
 };
 
 struct MarginModel {
+  std::string name;
   ModelKind kind = ModelKind::none;
   // linear_rate
   double im_base = 0.0, im_slope = 0.0, mm_base = 0.0, mm_slope = 0.0;

@@ -1,0 +1,245 @@
+// Engine::save / Engine::load: a versioned little-endian binary format.
+//   "MKENGINE" | u32 version | sections in a fixed order (see save()).
+// Every read is bounds-checked; a bad payload raises, never crashes.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+#include <stdexcept>
+#include <type_traits>
+
+#include "marginkit/engine.hpp"
+
+namespace marginkit {
+
+namespace {
+
+constexpr char kMagic[8] = {'M', 'K', 'E', 'N', 'G', 'I', 'N', 'E'};
+
+class Writer {
+ public:
+  template <class T>
+  void put(T v) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    out_.append(reinterpret_cast<const char*>(&v), sizeof v);
+  }
+  void str(const std::string& s) {
+    put<std::uint64_t>(s.size());
+    out_.append(s);
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+class Reader {
+ public:
+  explicit Reader(const std::string& in) : in_(in) {}
+  template <class T>
+  T get() {
+    static_assert(std::is_trivially_copyable_v<T>);
+    need(sizeof(T));
+    T v;
+    std::memcpy(&v, in_.data() + pos_, sizeof v);
+    pos_ += sizeof v;
+    return v;
+  }
+  std::string str() {
+    const auto n = get<std::uint64_t>();
+    need(n);
+    std::string s = in_.substr(pos_, n);
+    pos_ += n;
+    return s;
+  }
+  std::size_t count() {  // a length that must fit in what is left
+    const auto n = get<std::uint64_t>();
+    if (n > in_.size() - pos_) fail();
+    return static_cast<std::size_t>(n);
+  }
+  bool done() const { return pos_ == in_.size(); }
+  [[noreturn]] static void fail() {
+    throw std::invalid_argument("engine state is truncated or corrupt");
+  }
+
+ private:
+  void need(std::uint64_t n) const {
+    if (n > in_.size() - pos_) fail();
+  }
+  const std::string& in_;
+  std::size_t pos_ = 0;
+};
+
+}  // namespace
+
+std::string Engine::save() const {
+  Writer w;
+  for (char c : kMagic) w.put(c);
+  w.put<std::uint32_t>(kFormatVersion);
+  w.put(now_);
+  w.put(max_age_);
+  w.put(thresholds_);
+  w.put(next_order_);
+  w.put<std::uint64_t>(assets_.size());
+  for (const Asset& a : assets_) {
+    w.str(a.spec.name);
+    w.put(a.spec.quantum);
+    w.put<std::uint64_t>(a.spec.tiers.size());
+    for (const auto& t : a.spec.tiers) w.put(t);
+    w.put(a.price);
+    w.put(a.time);
+  }
+  w.put<std::uint64_t>(models_.size());
+  for (const MarginModel& m : models_) {
+    w.str(m.name);
+    w.put(m.kind);
+    for (double x : {m.im_base, m.im_slope, m.mm_base, m.mm_slope, m.im_otm, m.im_min, m.mm,
+                     m.mm_mark_call, m.mm_mark_put, m.liq_fee}) {
+      w.put(x);
+    }
+    w.put<std::uint64_t>(m.brackets.size());
+    for (const auto& b : m.brackets) w.put(b);
+  }
+  w.put<std::uint64_t>(instruments_.size());
+  for (std::size_t i = 0; i < instruments_.size(); ++i) {
+    const InstrumentSpec& in = instruments_[i];
+    w.str(in.name);
+    w.put(in.kind);
+    w.put(in.underlying);
+    w.put(in.settle);
+    w.put(in.terms.kind);
+    w.put(in.terms.inverse);
+    w.put(in.terms.contract_size);
+    w.put(in.terms.strike);
+    w.put(in.terms.cp);
+    w.put(in.expiry);
+    w.put(in.model);
+    w.put(in.taker_fee);
+    w.put(marks_[i].value);
+    w.put(marks_[i].time);
+  }
+  w.put<std::uint64_t>(accounts_.size());
+  for (const Account& a : accounts_) {
+    w.str(a.name);
+    w.put(a.margin_asset);
+    w.put(a.parent);
+    w.put(a.isolated);
+    for (double b : a.balances) w.put(b);
+    w.put<std::uint64_t>(a.positions.size());
+    for (const Position& p : a.positions) {
+      w.put(p.instrument);
+      for (double x : {p.size, p.entry, p.bids, p.asks}) w.put(x);
+    }
+  }
+  std::vector<std::pair<std::int64_t, Order>> orders(orders_.begin(), orders_.end());
+  std::sort(orders.begin(), orders.end(),
+            [](const auto& x, const auto& y) { return x.first < y.first; });
+  w.put<std::uint64_t>(orders.size());
+  for (const auto& [id, o] : orders) {
+    w.put(id);
+    w.put(o.account);
+    w.put(o.instrument);
+    w.put(o.qty);
+    w.put(o.price);
+  }
+  return w.take();
+}
+
+Engine Engine::load(const std::string& bytes) {
+  Reader r(bytes);
+  for (char c : kMagic) {
+    if (r.get<char>() != c) throw std::invalid_argument("not a marginkit engine state");
+  }
+  const auto version = r.get<std::uint32_t>();
+  if (version != kFormatVersion) {
+    throw std::invalid_argument("engine state version " + std::to_string(version) +
+                                " is not supported (this build reads version " +
+                                std::to_string(kFormatVersion) + ")");
+  }
+  Engine e;
+  e.now_ = r.get<double>();
+  e.max_age_ = r.get<double>();
+  e.thresholds_ = r.get<Thresholds>();
+  e.next_order_ = r.get<std::int64_t>();
+  // Static data goes through the public adders, so it is validated again.
+  for (std::size_t i = 0, n = r.count(); i < n; ++i) {
+    AssetSpec spec;
+    spec.name = r.str();
+    spec.quantum = r.get<double>();
+    for (std::size_t k = 0, m = r.count(); k < m; ++k) spec.tiers.push_back(r.get<HaircutTier>());
+    const double price = r.get<double>(), time = r.get<double>();
+    e.add_asset(spec);
+    e.assets_.back().price = price;
+    e.assets_.back().time = time;
+  }
+  for (std::size_t i = 0, n = r.count(); i < n; ++i) {
+    MarginModel m;
+    m.name = r.str();
+    m.kind = r.get<ModelKind>();
+    for (double* x : {&m.im_base, &m.im_slope, &m.mm_base, &m.mm_slope, &m.im_otm, &m.im_min,
+                      &m.mm, &m.mm_mark_call, &m.mm_mark_put, &m.liq_fee}) {
+      *x = r.get<double>();
+    }
+    for (std::size_t k = 0, b = r.count(); k < b; ++k) m.brackets.push_back(r.get<Bracket>());
+    e.add_model(m);
+  }
+  const double now = e.now_;
+  e.now_ = -std::numeric_limits<double>::infinity();  // expired instruments reload too
+  for (std::size_t i = 0, n = r.count(); i < n; ++i) {
+    InstrumentSpec in;
+    in.name = r.str();
+    in.kind = r.get<InstrumentKind>();
+    in.underlying = r.get<int>();
+    in.settle = r.get<int>();
+    in.terms.kind = r.get<InstrumentKind>();
+    in.terms.inverse = r.get<bool>();
+    in.terms.contract_size = r.get<double>();
+    in.terms.strike = r.get<double>();
+    in.terms.cp = r.get<std::int8_t>();
+    in.expiry = r.get<std::int64_t>();
+    in.model = r.get<int>();
+    in.taker_fee = r.get<double>();
+    const double mark = r.get<double>(), time = r.get<double>();
+    e.add_instrument(in);
+    e.marks_.back() = Mark{mark, time};
+  }
+  e.now_ = now;
+  for (std::size_t i = 0, n = r.count(); i < n; ++i) {
+    const std::string name = r.str();
+    const int margin = r.get<int>(), parent = r.get<int>(), isolated = r.get<int>();
+    const int id = e.add_account(name, margin);
+    Account& a = e.accounts_[id];
+    a.parent = parent;
+    a.isolated = isolated;
+    for (double& b : a.balances) b = r.get<double>();
+    for (std::size_t k = 0, m = r.count(); k < m; ++k) {
+      Position p;
+      p.instrument = r.get<int>();
+      for (double* x : {&p.size, &p.entry, &p.bids, &p.asks}) *x = r.get<double>();
+      if (p.instrument < 0 || p.instrument >= static_cast<int>(e.instruments_.size())) r.fail();
+      a.positions.push_back(p);
+    }
+  }
+  for (const Account& a : e.accounts_) {
+    if (a.parent >= static_cast<int>(e.accounts_.size()) ||
+        a.isolated >= static_cast<int>(e.instruments_.size())) {
+      r.fail();
+    }
+  }
+  for (std::size_t i = 0, n = r.count(); i < n; ++i) {
+    const auto id = r.get<std::int64_t>();
+    Order o;
+    o.account = r.get<int>();
+    o.instrument = r.get<int>();
+    o.qty = r.get<double>();
+    o.price = r.get<double>();
+    if (o.account < 0 || o.account >= static_cast<int>(e.accounts_.size()) || o.instrument < 0 ||
+        o.instrument >= static_cast<int>(e.instruments_.size())) {
+      r.fail();
+    }
+    e.orders_[id] = o;
+  }
+  if (!r.done()) r.fail();
+  return e;
+}
+
+}  // namespace marginkit
