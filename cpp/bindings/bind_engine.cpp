@@ -183,6 +183,8 @@ void register_engine(py::module_& m) {
       .def("num_instruments", &Engine::num_instruments)
       .def("num_accounts", &Engine::num_accounts)
       .def("num_orders", &Engine::num_orders)
+      .def("account_margin_asset",
+           [](const Engine& e, int id) { return guarded([&] { return e.account_margin_asset(id); }); })
       .def("format_version", [](const Engine&) { return Engine::kFormatVersion; })
       .def("account_name", [](const Engine& e, int id) { return guarded([&] { return e.account_name(id); }); })
       .def("instrument_name",

@@ -10,12 +10,14 @@ from typing import Any
 
 import numpy as np
 
+from . import demo_book
+from .engine import HEALTH_STATES, Engine
 from .pricing import black76, implied_vol
 from .runtime import build_info
 
 # An embedded BTC market: forwards per expiry (days) and a smile per expiry.
 _SPOT = 97_000.0
-_EXPIRIES_DAYS = (7, 30, 91)
+_EXPIRIES_DAYS = (30,)
 _FORWARDS = {7: 97_150.0, 30: 97_700.0, 91: 99_300.0}
 _ATM_VOL = {7: 0.52, 30: 0.55, 91: 0.58}
 _STRIKES = (80_000.0, 90_000.0, 95_000.0, 100_000.0, 105_000.0, 110_000.0, 120_000.0)
@@ -64,7 +66,58 @@ def chain_summary() -> dict[str, Any]:
             "theta": float(lin.theta[i]),
             "implied_vol": float(iv[i]),
         })
-    return {"build": build_info(), "spot": _SPOT, "options": options}
+    return {"build": build_info(), "spot": _SPOT, "options": options,
+            "book": book_report(demo_book.build_engine())}
+
+
+def book_report(engine: Engine, top: int = 8) -> dict[str, Any]:
+    """Totals, the riskiest accounts and a pre-trade check on the demo venue."""
+    import time
+
+    t0 = time.perf_counter()
+    ev = engine.evaluate_all()
+    elapsed = time.perf_counter() - t0
+    names = engine.accounts
+    margin_assets = [engine.margin_asset(i) for i in range(len(names))]
+    totals: dict[str, dict[str, float]] = {}
+    for i, asset in enumerate(margin_assets):
+        t = totals.setdefault(asset, {"accounts": 0, "equity": 0.0, "im": 0.0, "mm": 0.0})
+        t["accounts"] += 1
+        t["equity"] += float(ev.equity[i])
+        t["im"] += float(ev.im[i])
+        t["mm"] += float(ev.mm[i])
+    ratio = np.where(ev.mm > 0, ev.equity / np.where(ev.mm > 0, ev.mm, 1.0), np.inf)
+    riskiest = []
+    for i in np.argsort(ratio, kind="stable")[:top]:
+        i = int(i)
+        below, above = engine.liquidation_prices(i)
+        riskiest.append({
+            "account": names[i], "margin_asset": margin_assets[i],
+            "equity": float(ev.equity[i]), "im": float(ev.im[i]), "mm": float(ev.mm[i]),
+            "margin_ratio": float(ratio[i]), "state": HEALTH_STATES[int(ev.state[i])],
+            "liquidation_below": below, "liquidation_above": above,
+        })
+    # A pre-trade check for the healthiest USDC account with room to trade.
+    usdc = [i for i, a in enumerate(margin_assets) if a == "USDC" and ev.available[i] > 0]
+    trader = max(usdc, key=lambda i: ev.available[i])
+    instrument = "BTC_USDC-PERPETUAL"
+    mark = engine.mark(instrument)
+    check = engine.check_order(trader, instrument, 1.0, mark)
+    return {
+        "accounts": len(names),
+        "instruments": len(engine.instruments),
+        "evaluate_all_seconds": elapsed,
+        "states": {s: int((ev.state == k).sum()) for k, s in enumerate(HEALTH_STATES)},
+        "totals": totals,
+        "riskiest": riskiest,
+        "pretrade": {
+            "account": names[trader], "instrument": instrument, "qty": 1.0, "price": mark,
+            "accepted": check.accepted, "reason": check.reason, "im_after": check.im_after,
+            "available_after": check.available_after,
+            "max_buy": engine.max_order_size(trader, instrument, "buy", mark),
+            "max_sell": engine.max_order_size(trader, instrument, "sell", mark),
+        },
+    }
 
 
 def run() -> None:
@@ -108,3 +161,43 @@ def run() -> None:
         console.print(table)
     worst = max(abs(o["implied_vol"] - o["vol"]) for o in summary["options"])
     console.print(f"Implied-vol round trip over the chain: max error {worst:.1e}")
+
+    engine = demo_book.build_engine()
+    report = book_report(engine)
+    _print_book(console, report)
+
+
+def _print_book(console: Any, report: dict[str, Any]) -> None:
+    from rich import box
+    from rich.table import Table
+
+    console.rule("[bold]Demo venue, cross margin")
+    console.print(
+        f"{report['accounts']:,} accounts, {report['instruments']} instruments (BTC, ETH, SOL: "
+        f"perpetuals, futures, options; inverse and linear), evaluated in "
+        f"{report['evaluate_all_seconds'] * 1e3:.1f} ms")
+    table = Table(title="Book totals by margin asset", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("margin asset", "accounts", "equity", "initial margin", "maintenance"):
+        table.add_column(col, justify="right")
+    for asset, t in sorted(report["totals"].items()):
+        table.add_row(asset, f"{t['accounts']:,}", f"{t['equity']:,.2f}", f"{t['im']:,.2f}",
+                      f"{t['mm']:,.2f}")
+    console.print(table)
+    console.print("Health: " + ", ".join(f"{k} {v:,}" for k, v in report["states"].items()))
+    table = Table(title="Riskiest accounts (equity / maintenance margin)", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    for col in ("account", "asset", "equity", "MM", "ratio", "state", "liq. below",
+                "liq. above"):
+        table.add_column(col, justify="right")
+    for r in report["riskiest"]:
+        table.add_row(r["account"], r["margin_asset"], f"{r['equity']:,.4f}", f"{r['mm']:,.4f}",
+                      f"{r['margin_ratio']:.2f}", r["state"], f"{r['liquidation_below']:,.2f}",
+                      f"{r['liquidation_above']:,.2f}")
+    console.print(table)
+    p = report["pretrade"]
+    verdict = "[green]accepted" if p["accepted"] else f"[red]rejected ({p['reason']})"
+    console.print(
+        f"Pre-trade check: {p['account']} buys {p['qty']} {p['instrument']} at "
+        f"{p['price']:,.2f}: {verdict}[/], IM after {p['im_after']:,.2f}, available after "
+        f"{p['available_after']:,.2f}; largest buy {p['max_buy']:,.4f}, largest sell "
+        f"{p['max_sell']:,.4f}")

@@ -401,6 +401,10 @@ class Engine:
         return self._core.transfer(self._acct(source), self._acct(target),
                                    _finite("amount", amount, positive=True))
 
+    def margin_asset(self, account: str | int) -> str:
+        """The asset an account measures its equity and requirements in."""
+        return self._core.asset_name(self._core.account_margin_asset(self._acct(account)))
+
     def parent(self, account: str | int) -> str | None:
         """The cross account funding an isolated account (None for cross accounts)."""
         pid = self._core.parent_of(self._acct(account))
