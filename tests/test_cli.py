@@ -7,9 +7,8 @@ import math
 import subprocess
 import sys
 
-import pytest
-
 import marginkit as mk
+import pytest
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

@@ -116,6 +116,6 @@ def _populate(eng: Engine, rng: np.random.Generator, n: int) -> None:
             entry.append(px)
     for asset, rows in deposits.items():
         if rows:
-            a, amt = zip(*rows)
+            a, amt = zip(*rows, strict=True)
             eng.deposit_many(np.array(a), asset, np.array(amt))
     eng.set_positions(np.array(acc), np.array(ins), np.array(size), np.array(entry))
