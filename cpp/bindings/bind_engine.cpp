@@ -197,6 +197,31 @@ void register_engine(py::module_& m) {
       .def("set_mark", [](Engine& e, int instrument, double mark, double time) {
         return guarded([&] { return e.set_mark(instrument, mark, time); });
       })
+      .def("set_forward",
+           [](Engine& e, int underlying, std::int64_t expiry, double fwd, double time) {
+             return guarded([&] { return e.set_forward(underlying, expiry, fwd, time); });
+           })
+      .def("forward", [](const Engine& e, int underlying, std::int64_t expiry) {
+        return guarded([&] { return e.forward(underlying, expiry); });
+      })
+      .def("set_vol", [](Engine& e, int instrument, double vol, double time) {
+        return guarded([&] { return e.set_vol(instrument, vol, time); });
+      })
+      .def_property("rate", &Engine::rate, [](Engine& e, double r) {
+        guarded([&] {
+          e.set_rate(r);
+          return 0;
+        });
+      })
+      .def("net_greeks", [](Engine& e, int a) {
+        return guarded([&] {
+          py::list out;
+          for (const auto& g : e.net_greeks(a)) {
+            out.append(py::make_tuple(g.underlying, g.delta, g.gamma, g.vega, g.theta));
+          }
+          return out;
+        });
+      })
       .def("price", [](const Engine& e, int a) { return guarded([&] { return e.price(a); }); })
       .def("mark", [](const Engine& e, int i) { return guarded([&] { return e.mark(i); }); })
       .def_property("now", &Engine::now, &Engine::set_now)

@@ -196,6 +196,66 @@ bool Engine::set_mark(int instrument, double mark, double time) {
   return true;
 }
 
+bool Engine::set_forward(int underlying, std::int64_t expiry, double forward, double time) {
+  check_asset(underlying);
+  if (expiry <= 0) bad("expiry must be a unix time > 0");
+  if (!positive(forward)) bad("forward must be finite and > 0");
+  if (std::isnan(time)) bad("time must not be NaN");
+  Mark& m = forwards_[forward_key(underlying, expiry)];
+  if (time < m.time) return false;
+  m = Mark{forward, time};
+  return true;
+}
+
+double Engine::forward(int underlying, std::int64_t expiry) const {
+  check_asset(underlying);
+  auto it = forwards_.find(forward_key(underlying, expiry));
+  return it == forwards_.end() ? std::numeric_limits<double>::quiet_NaN() : it->second.value;
+}
+
+void Engine::set_rate(double rate) {
+  if (!std::isfinite(rate)) bad("rate must be finite");
+  rate_ = rate;
+}
+
+Engine::Mark Engine::forward_for(const InstrumentSpec& option) const noexcept {
+  auto it = forwards_.find(forward_key(option.underlying, option.expiry));
+  if (it != forwards_.end()) return it->second;
+  for (std::size_t i = 0; i < instruments_.size(); ++i) {
+    const InstrumentSpec& f = instruments_[i];
+    if (f.kind == InstrumentKind::future && f.underlying == option.underlying &&
+        f.expiry == option.expiry && std::isfinite(marks_[i].value)) {
+      return marks_[i];
+    }
+  }
+  return Mark{};
+}
+
+bool Engine::set_vol(int instrument, double vol, double time) {
+  const InstrumentSpec& in = instr(instrument);
+  if (in.kind != InstrumentKind::option) bad("'" + in.name + "' is not an option");
+  if (!(std::isfinite(vol) && vol >= 0.0)) bad("vol of '" + in.name + "' must be finite and >= 0");
+  if (std::isnan(time)) bad("time must not be NaN");
+  const Mark fwd = forward_for(in);
+  if (!std::isfinite(fwd.value)) {
+    bad("no forward for '" + in.name + "': set_forward() or mark a dated future first");
+  }
+  const double tau = std::max(0.0, (static_cast<double>(in.expiry) - now_) / (365.0 * 86400.0));
+  double price = 0.0;
+  Black76Inputs bi;
+  bi.n = 1;
+  bi.cp = {&in.terms.cp, false};
+  bi.forward = {&fwd.value, false};
+  bi.strike = {&in.terms.strike, false};
+  bi.expiry = {&tau, false};
+  bi.vol = {&vol, false};
+  bi.rate = {&rate_, false};
+  Black76Outputs bo;
+  bo.price = &price;
+  black76(bi, bo, in.terms.inverse ? Settlement::inverse : Settlement::linear);
+  return set_mark(instrument, price, std::min(time, fwd.time));
+}
+
 void Engine::set_thresholds(const Thresholds& t) {
   if (!(t.warning >= t.reduce_only && t.reduce_only >= t.liquidation && t.liquidation > 0.0 &&
         std::isfinite(t.warning))) {
@@ -317,6 +377,60 @@ std::vector<PositionRisk> Engine::attribution(int account) {
     const Contribution c = contribution(a, in, p.size, p.bids, p.asks, p.entry);
     out.push_back({p.instrument, p.size, p.entry, marks_[p.instrument].value, round_up(c.im, q),
                    round_up(c.mm, q), c.equity});
+  }
+  return out;
+}
+
+std::vector<UnderlyingGreeks> Engine::net_greeks(int account) {
+  Account& a = acct(account);
+  std::vector<UnderlyingGreeks> out;
+  auto entry_for = [&](int u) -> UnderlyingGreeks& {
+    for (auto& g : out) {
+      if (g.underlying == u) return g;
+    }
+    out.push_back({u, 0.0, 0.0, 0.0, 0.0});
+    return out.back();
+  };
+  for (const Position& p : a.positions) {
+    if (p.size == 0.0) continue;
+    const InstrumentSpec& in = instruments_[p.instrument];
+    UnderlyingGreeks& g = entry_for(in.underlying);
+    const double cs = in.terms.contract_size;
+    if (in.kind != InstrumentKind::option) {
+      g.delta += in.terms.inverse ? p.size * cs / p.entry : p.size * cs;
+      continue;
+    }
+    // Option: Black-76 on the quote-currency price, at its implied volatility.
+    const double index = index_of(in), mark = marks_[p.instrument].value;
+    const double usd_per_quote = in.terms.inverse ? 1.0 : assets_[in.settle].price;
+    const double tau = std::max(0.0, (static_cast<double>(in.expiry) - now_) / (365.0 * 86400.0));
+    const double quote_mark = in.terms.inverse ? mark * index : mark;
+    const double zero = 0.0;
+    double vol = 0.0, pr = 0.0, d = 0.0, ga = 0.0, ve = 0.0, th = 0.0;
+    std::size_t n_bad = 0;
+    ImpliedVolInputs iv;
+    iv.n = 1;
+    iv.cp = {&in.terms.cp, false};
+    iv.price = {&quote_mark, false};
+    iv.forward = {&index, false};
+    iv.strike = {&in.terms.strike, false};
+    iv.expiry = {&tau, false};
+    iv.rate = {&zero, false};
+    if (implied_vol(iv, &vol, Settlement::linear, n_bad) || n_bad != 0) vol = 0.0;
+    Black76Inputs bi;
+    bi.n = 1;
+    bi.cp = iv.cp;
+    bi.forward = iv.forward;
+    bi.strike = iv.strike;
+    bi.expiry = iv.expiry;
+    bi.vol = {&vol, false};
+    bi.rate = iv.rate;
+    black76(bi, Black76Outputs{&pr, &d, &ga, &ve, &th}, Settlement::linear);
+    const double units = p.size * cs * usd_per_quote;
+    g.delta += units * d;
+    g.gamma += units * ga;
+    g.vega += units * ve;
+    g.theta += units * th;
   }
   return out;
 }

@@ -79,6 +79,7 @@ std::string Engine::save() const {
   w.put(max_age_);
   w.put(thresholds_);
   w.put(next_order_);
+  w.put(rate_);
   w.put<std::uint64_t>(assets_.size());
   for (const Asset& a : assets_) {
     w.str(a.spec.name);
@@ -141,6 +142,15 @@ std::string Engine::save() const {
     w.put(o.qty);
     w.put(o.price);
   }
+  std::vector<std::pair<std::int64_t, Mark>> fwds(forwards_.begin(), forwards_.end());
+  std::sort(fwds.begin(), fwds.end(),
+            [](const auto& x, const auto& y) { return x.first < y.first; });
+  w.put<std::uint64_t>(fwds.size());
+  for (const auto& [key, m] : fwds) {
+    w.put(key);
+    w.put(m.value);
+    w.put(m.time);
+  }
   return w.take();
 }
 
@@ -160,6 +170,7 @@ Engine Engine::load(const std::string& bytes) {
   e.max_age_ = r.get<double>();
   e.thresholds_ = r.get<Thresholds>();
   e.next_order_ = r.get<std::int64_t>();
+  e.rate_ = r.get<double>();
   // Static data goes through the public adders, so it is validated again.
   for (std::size_t i = 0, n = r.count(); i < n; ++i) {
     AssetSpec spec;
@@ -237,6 +248,13 @@ Engine Engine::load(const std::string& bytes) {
       r.fail();
     }
     e.orders_[id] = o;
+  }
+  for (std::size_t i = 0, n = r.count(); i < n; ++i) {
+    const auto key = r.get<std::int64_t>();
+    Mark m;
+    m.value = r.get<double>();
+    m.time = r.get<double>();
+    e.forwards_[key] = m;
   }
   if (!r.done()) r.fail();
   return e;

@@ -430,6 +430,39 @@ class Engine:
         for name, value in marks.items():
             self.set_mark(name, value, time)
 
+    def set_forward(self, underlying: str | int, expiry: Any, forward: float,
+                    time: float | None = None) -> bool:
+        """Sets the forward of ``underlying`` for ``expiry`` (UTC datetime or unix
+        seconds). Without one, a dated future's mark on that expiry is used."""
+        t = self.now if time is None else _finite("time", time)
+        return self._core.set_forward(self._asset(underlying), _epoch(expiry),
+                                      _finite("forward", forward, positive=True), t)
+
+    def forward(self, underlying: str | int, expiry: Any) -> float:
+        """The forward set for ``underlying`` and ``expiry`` (NaN if none)."""
+        return self._core.forward(self._asset(underlying), _epoch(expiry))
+
+    def set_vol(self, option: str | int, vol: float, time: float | None = None) -> bool:
+        """Sets an option's implied volatility; its mark becomes the Black-76 price
+        on the expiry's forward at :attr:`rate` (in coin for inverse options),
+        observed at the older of ``time`` and the forward's time."""
+        t = self.now if time is None else _finite("time", time)
+        return self._core.set_vol(self._instr(option), _finite("vol", vol, nonneg=True), t)
+
+    def set_vols(self, vols: dict[str, float], time: float | None = None) -> None:
+        """Sets several implied volatilities: ``{option: vol}``."""
+        for name, vol in vols.items():
+            self.set_vol(name, vol, time)
+
+    @property
+    def rate(self) -> float:
+        """The continuously compounded rate used to price options from volatilities."""
+        return self._core.rate
+
+    @rate.setter
+    def rate(self, value: float) -> None:
+        self._core.rate = _finite("rate", value)
+
     def price(self, asset: str | int) -> float:
         """An asset's USD price (NaN if never set)."""
         return self._core.price(self._asset(asset))
@@ -526,6 +559,17 @@ class Engine:
     def attribution(self, account: str | int) -> list[PositionRisk]:
         """Each position's mark, IM, MM and equity contribution (margin asset)."""
         return self._core.attribution(self._acct(account))
+
+    def net_greeks(self, account: str | int) -> dict[str, dict[str, float]]:
+        """Net Greeks per underlying of the positions' USD value: ``delta``
+        (units of the underlying), ``gamma`` (per unit per USD), ``vega`` (USD per
+        1.00 of vol), ``theta`` (USD per year). Futures contribute delta only
+        (inverse: face value / entry); options are taken with Black-76 at the
+        volatility implied by their mark, on the index."""
+        return {
+            self._core.asset_name(u): {"delta": d, "gamma": g, "vega": v, "theta": t}
+            for u, d, g, v, t in self._core.net_greeks(self._acct(account))
+        }
 
     def check_order(self, account: str | int, instrument: str | int, qty: float,
                     price: float) -> OrderCheck:

@@ -86,6 +86,16 @@ struct PositionRisk {
   double size, entry, mark, im, mm, equity;  // equity: unrealised P&L or option value
 };
 
+// Net Greeks of an account on one underlying, of the positions' USD value:
+// delta in units of the underlying, gamma per unit per USD, vega in USD per 1.00
+// of volatility, theta in USD per year. Futures count delta only (linear: size x
+// contract; inverse: face / entry); options use Black-76 at the volatility
+// implied by their mark.
+struct UnderlyingGreeks {
+  int underlying;
+  double delta, gamma, vega, theta;
+};
+
 struct AccountSummary {
   double equity = 0.0, im = 0.0, mm = 0.0, available = 0.0;
   double margin_ratio = std::numeric_limits<double>::infinity();
@@ -126,6 +136,17 @@ class Engine {
   // older than the price it would replace is ignored (returns false).
   bool set_price(int asset, double price, double time);
   bool set_mark(int instrument, double mark, double time);
+  // Option marks from the market's forwards and volatilities: the forward of an
+  // (underlying, expiry) pair, set directly or taken from the mark of a dated
+  // future on that underlying and expiry; an option's implied volatility; and
+  // the rate (continuously compounded) for discounting. set_vol prices the
+  // option with Black-76 (in coin for inverse options) and sets its mark, timed
+  // by the older of the volatility and the forward.
+  bool set_forward(int underlying, std::int64_t expiry, double forward, double time);
+  bool set_vol(int instrument, double vol, double time);
+  void set_rate(double rate);
+  double rate() const noexcept { return rate_; }
+  double forward(int underlying, std::int64_t expiry) const;  // NaN if unknown
   double price(int asset) const { return assets_.at(asset).price; }
   double mark(int instrument) const { return marks_.at(instrument).value; }
   void set_now(double now) noexcept { now_ = now; }
@@ -198,6 +219,7 @@ class Engine {
   // ---- evaluation ---------------------------------------------------------
   AccountSummary summary(int account);
   std::vector<PositionRisk> attribution(int account);
+  std::vector<UnderlyingGreeks> net_greeks(int account);
   // Every account at once (threads): arrays of num_accounts() entries.
   void evaluate_all(double* equity, double* im, double* mm, double* available,
                     std::int8_t* state);
@@ -266,6 +288,13 @@ class Engine {
   std::vector<MarginModel> models_;
   std::vector<InstrumentSpec> instruments_;
   std::vector<Mark> marks_;
+  std::unordered_map<std::int64_t, Mark> forwards_;  // key: underlying x expiry
+  double rate_ = 0.0;
+  std::int64_t forward_key(int underlying, std::int64_t expiry) const noexcept {
+    return expiry * 4096 + underlying;
+  }
+  // The forward for an option: set directly, else a dated future's mark.
+  Mark forward_for(const InstrumentSpec& option) const noexcept;
   std::vector<Account> accounts_;
   std::unordered_map<std::string, int> asset_ids_, instrument_ids_, account_ids_, model_ids_;
   std::unordered_map<std::int64_t, Order> orders_;
