@@ -159,12 +159,29 @@ double collateral_value(const std::vector<HaircutTier>& tiers, double amount,
   return value * price;  // amounts beyond the last tier count for nothing
 }
 
+namespace {
+// Multiples of the quantum, printed as the decimal they stand for: with
+// quantum = 10^-k, n / 10^k is the double nearest to that decimal (n * q is not).
+double scale_back(double n, double quantum) noexcept {
+  const double inv = 1.0 / quantum;
+  return inv == std::nearbyint(inv) ? n / inv : n * quantum;
+}
+// A result within float error of a multiple is that multiple: a few ulps of
+// error in an exact amount must not cost (or give) a whole cent. The slack is
+// 1e-14 relative (plus 1e-9 of a quantum): far below any quantum that matters.
+double slack(double n) noexcept { return 1e-9 + std::fabs(n) * 1e-14; }
+}  // namespace
+
 double round_up(double x, double quantum) noexcept {
-  return quantum > 0.0 ? std::ceil(x / quantum) * quantum : x;
+  if (!(quantum > 0.0) || !std::isfinite(x)) return x;
+  const double n = x / quantum;
+  return scale_back(std::ceil(n - slack(n)), quantum);
 }
 
 double round_down(double x, double quantum) noexcept {
-  return quantum > 0.0 ? std::floor(x / quantum) * quantum : x;
+  if (!(quantum > 0.0) || !std::isfinite(x)) return x;
+  const double n = x / quantum;
+  return scale_back(std::floor(n + slack(n)), quantum);
 }
 
 }  // namespace marginkit
