@@ -62,7 +62,7 @@ def main():
     ln2h = float(mp.log(2) / 2)
     smax = (mp.sqrt(2) - 1) / (mp.sqrt(2) + 1)
     parts = [
-        emit("kExpPoly", *fit(exp_p, -ln2h * 1.01, ln2h * 1.01, 12)),
+        emit("kExpPoly", *fit(exp_p, -ln2h * 1.01, ln2h * 1.01, 10)),
         emit("kLogPoly", *fit(log_q, 0, float(smax * smax) * 1.01, 8)),
         emit("kMillsPoly", *fit(mills, -1, 0.999999, 24)),
     ]

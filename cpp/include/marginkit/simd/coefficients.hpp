@@ -5,20 +5,18 @@ namespace marginkit::simd::coef {
 
 inline constexpr double kMillsC = 5.0;
 
-// max fit error 3.32e-18; highest degree first
-inline constexpr double kExpPoly[12] = {
-    1.6087177234380782e-10,
-    2.0918961837795778e-09,
-    2.5052069594795685e-08,
-    2.755726102934377e-07,
-    2.7557319248633827e-06,
-    2.4801587338565345e-05,
-    0.00019841269841262761,
-    0.0013888888888878269,
-    0.008333333333333333,
-    0.04166666666666668,
-    0.16666666666666666,
-    0.5};
+// max fit error 1.17e-16; highest degree first
+inline constexpr double kExpPoly[10] = {
+    2.510134692835034e-08,
+    2.7621338669142925e-07,
+    2.75572664186123e-06,
+    2.4801518641395993e-05,
+    0.00019841269864380513,
+    0.0013888888918939168,
+    0.008333333333329793,
+    0.04166666666662064,
+    0.16666666666666669,
+    0.5000000000000001};
 
 // max fit error 1.86e-17; highest degree first
 inline constexpr double kLogPoly[8] = {

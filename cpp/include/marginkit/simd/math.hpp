@@ -15,23 +15,17 @@ inline constexpr double kLog2e = 1.4426950408889634074;
 inline constexpr double kInvSqrt2Pi = 0.39894228040143267794;
 inline constexpr double kLnSqrt2Pi = 0.91893853320467274178;
 
-// 2^k for integral k in [-1022, 1023] given as doubles.
-inline vd pow2i(vd k) {
-  return reinterpret_cast<vd>((to_int(k) + 1023) << 52);
-}
-
 // exp(x), x may be any double (no NaN: inputs are validated upstream).
-// Results below 2^-1022 (x < -708.39) flush to 0; above 709.78 saturate.
+// Results below 2^-1022 (x < -708.39) flush to 0 (AVX-512: subnormal down to
+// x = -745.13, then 0); above 709.78 saturate.
 inline vd vexp(vd x) {
-  x = vmin(x, splat(709.78));
+  x = vmax(vmin(x, splat(709.78)), splat(-746.0));
   vd k = vround(x * kLog2e);
   vd r = fma(k, splat(-kLn2Hi), x);
   r = fma(k, splat(-kLn2Lo), r);
   vd p = horner(r, coef::kExpPoly);
   vd e = fma(r * r, p, r) + 1.0;
-  // k in [-1022, 1023] keeps 2^k a normal number; below that the result is 0.
-  vd scaled = e * pow2i(vmax(k, splat(-1022.0)));
-  return select(x < -708.39, splat(0.0), scaled);
+  return scale_pow2(e, k);
 }
 
 // exp(-t*t/2) with the rounding error of t*t compensated.
@@ -44,13 +38,8 @@ inline vd vexp_mhalfsq(vd t) {
 
 // log(x) for finite x > 0 (subnormals included).
 inline vd vlog(vd x) {
-  const mask sub = x < 2.2250738585072014e-308;
-  x = select(sub, x * 4503599627370496.0, x);  // * 2^52
-  vi bits = reinterpret_cast<vi>(x);
-  vi ebits = (bits >> 52) & 0x7ff;
-  vd m = reinterpret_cast<vd>((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
-  vd e = small_int_to_double(ebits) - 1023.0;
-  e = select(sub, e - 52.0, e);
+  vd m, e;
+  split_exponent(x, m, e);
   const mask big = m > 1.4142135623730951;
   m = select(big, m * 0.5, m);
   e = select(big, e + 1.0, e);

@@ -32,6 +32,7 @@ inline constexpr int kWidth = 2;
 
 typedef double vd __attribute__((vector_size(8 * kWidth)));
 typedef std::int64_t vi __attribute__((vector_size(8 * kWidth)));
+typedef std::int32_t vi32 __attribute__((vector_size(4 * kWidth)));
 typedef std::int8_t vi8 __attribute__((vector_size(kWidth)));
 
 // Comparisons of vd give vi masks: all ones (-1) where true.
@@ -53,16 +54,17 @@ inline vd load_col(const double* p, bool broadcast, std::size_t i) {
   return broadcast ? splat(*p) : load(p + i);
 }
 
+// Widening through int32 lets the compiler use vector sign extension and
+// conversion (a direct int8 -> double conversion is done lane by lane).
 inline vd load_i8(const std::int8_t* p) {
   vi8 v;
   std::memcpy(&v, p, sizeof v);
-  return __builtin_convertvector(v, vd);
+  return __builtin_convertvector(__builtin_convertvector(v, vi32), vd);
 }
 
-inline vd select(mask m, vd a, vd b) {
-  vi r = (m & reinterpret_cast<vi>(a)) | (~m & reinterpret_cast<vi>(b));
-  return reinterpret_cast<vd>(r);
-}
+// Lanes of a where m is set, of b elsewhere. The vector ?: lets the compiler
+// emit one blend (AVX2, AVX-512) and fold it with the comparison.
+inline vd select(mask m, vd a, vd b) { return m ? a : b; }
 
 inline vd vabs(vd x) {
   return reinterpret_cast<vd>(reinterpret_cast<vi>(x) & splat_bits(0x7fffffffffffffffLL));
@@ -86,8 +88,37 @@ inline unsigned movemask(mask m) {
 inline bool any(mask m) { return movemask(m) != 0; }
 inline bool all(mask m) { return movemask(m) == (1u << kWidth) - 1u; }
 
-inline vd vmin(vd a, vd b) { return select(a < b, a, b); }
-inline vd vmax(vd a, vd b) { return select(a > b, a, b); }
+// a < b ? a : b and a > b ? a : b, which is exactly what minpd / maxpd compute
+// (the compiler does not emit them for the ?: form). On AVX-512 the builtins are
+// called with the full mask rather than through the intrinsics, whose
+// undefined pass-through operand makes GCC 12 warn.
+inline vd vmin(vd a, vd b) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<vd>(__builtin_ia32_minpd512_mask(
+      reinterpret_cast<__v8df>(a), reinterpret_cast<__v8df>(b), reinterpret_cast<__v8df>(a),
+      static_cast<__mmask8>(-1), _MM_FROUND_CUR_DIRECTION));
+#elif defined(__AVX2__)
+  return reinterpret_cast<vd>(_mm256_min_pd(reinterpret_cast<__m256d>(a), reinterpret_cast<__m256d>(b)));
+#elif defined(__SSE2__)
+  return reinterpret_cast<vd>(_mm_min_pd(reinterpret_cast<__m128d>(a), reinterpret_cast<__m128d>(b)));
+#else
+  return a < b ? a : b;
+#endif
+}
+
+inline vd vmax(vd a, vd b) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<vd>(__builtin_ia32_maxpd512_mask(
+      reinterpret_cast<__v8df>(a), reinterpret_cast<__v8df>(b), reinterpret_cast<__v8df>(a),
+      static_cast<__mmask8>(-1), _MM_FROUND_CUR_DIRECTION));
+#elif defined(__AVX2__)
+  return reinterpret_cast<vd>(_mm256_max_pd(reinterpret_cast<__m256d>(a), reinterpret_cast<__m256d>(b)));
+#elif defined(__SSE2__)
+  return reinterpret_cast<vd>(_mm_max_pd(reinterpret_cast<__m128d>(a), reinterpret_cast<__m128d>(b)));
+#else
+  return a > b ? a : b;
+#endif
+}
 
 // Fused multiply-add where the ISA has it; a*b+c otherwise.
 inline vd fma(vd a, vd b, vd c) {
@@ -106,7 +137,9 @@ inline vd fma(vd a, vd b, vd c) {
 
 inline vd vsqrt(vd x) {
 #if defined(__AVX512F__)
-  return reinterpret_cast<vd>(_mm512_sqrt_pd(reinterpret_cast<__m512d>(x)));
+  return reinterpret_cast<vd>(__builtin_ia32_sqrtpd512_mask(
+      reinterpret_cast<__v8df>(x), reinterpret_cast<__v8df>(x), static_cast<__mmask8>(-1),
+      _MM_FROUND_CUR_DIRECTION));
 #elif defined(__AVX2__)
   return reinterpret_cast<vd>(_mm256_sqrt_pd(reinterpret_cast<__m256d>(x)));
 #elif defined(__SSE2__)
@@ -120,8 +153,17 @@ inline vd vsqrt(vd x) {
 
 // Round to nearest integer (ties to even), valid for |x| < 2^51.
 inline vd vround(vd x) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<vd>(__builtin_ia32_rndscalepd_mask(
+      reinterpret_cast<__v8df>(x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+      reinterpret_cast<__v8df>(x), static_cast<__mmask8>(-1), _MM_FROUND_CUR_DIRECTION));
+#elif defined(__AVX__)
+  return reinterpret_cast<vd>(
+      _mm256_round_pd(reinterpret_cast<__m256d>(x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#else
   const vd magic = splat(6755399441055744.0);  // 1.5 * 2^52
   return (x + magic) - magic;
+#endif
 }
 
 // Integral doubles with |x| < 2^51 to int64, and back for 0 <= i < 2^51,
@@ -133,6 +175,42 @@ inline vi to_int(vd x) {
 
 inline vd small_int_to_double(vi i) {
   return reinterpret_cast<vd>(i | 0x4330000000000000LL) - 4503599627370496.0;
+}
+
+// x * 2^k for integral k in [-1100, 1100] and x in [0.5, 2]: 2^k x where that is
+// a normal number; below 2^-1022 the result is 0 (AVX-512: subnormal, by vscalefpd),
+// above the double range it is infinite (AVX-512) or unspecified (k > 1023).
+inline vd scale_pow2(vd x, vd k) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<vd>(__builtin_ia32_scalefpd512_mask(
+      reinterpret_cast<__v8df>(x), reinterpret_cast<__v8df>(k), reinterpret_cast<__v8df>(x),
+      static_cast<__mmask8>(-1), _MM_FROUND_CUR_DIRECTION));
+#else
+  // k in [-1022, 1023] keeps 2^k a normal number.
+  vd kc = vmax(k, splat(-1022.0));
+  vd scaled = x * reinterpret_cast<vd>((to_int(kc) + 1023) << 52);
+  return select(k < -1022.0, splat(0.0), scaled);
+#endif
+}
+
+// x = m 2^e with m in [1, 2), for finite x > 0 (subnormals included).
+inline void split_exponent(vd x, vd& m, vd& e) {
+#if defined(__AVX512F__)
+  m = reinterpret_cast<vd>(__builtin_ia32_getmantpd512_mask(
+      reinterpret_cast<__v8df>(x), (_MM_MANT_SIGN_src << 2) | _MM_MANT_NORM_1_2,
+      reinterpret_cast<__v8df>(x), static_cast<__mmask8>(-1), _MM_FROUND_CUR_DIRECTION));
+  e = reinterpret_cast<vd>(__builtin_ia32_getexppd512_mask(
+      reinterpret_cast<__v8df>(x), reinterpret_cast<__v8df>(x), static_cast<__mmask8>(-1),
+      _MM_FROUND_CUR_DIRECTION));
+#else
+  const mask sub = x < 2.2250738585072014e-308;
+  x = select(sub, x * 4503599627370496.0, x);  // * 2^52
+  vi bits = reinterpret_cast<vi>(x);
+  vi ebits = (bits >> 52) & 0x7ff;
+  m = reinterpret_cast<vd>((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
+  e = small_int_to_double(ebits) - 1023.0;
+  e = select(sub, e - 52.0, e);
+#endif
 }
 
 // Exact product: a*b = hi + lo.
