@@ -335,6 +335,89 @@ void register_engine(py::module_& m) {
           return 0;
         });
       })
+      .def("add_scenario_set",
+           [](Engine& e, const std::string& name, const std::vector<double>& moves,
+              const std::vector<int>& vols, const std::vector<double>& weights, double up,
+              double down, bool relative, bool scale_by_dte, double pivot_days,
+              double floor_days, double p_short, double p_long, double min_vol_up,
+              double im_factor, double short_option_charge, double delta_charge) {
+             if (moves.size() != vols.size() || moves.size() != weights.size()) {
+               throw py::value_error("scenarios: moves, vols and weights differ in length");
+             }
+             ScenarioSet set;
+             set.name = name;
+             for (std::size_t i = 0; i < moves.size(); ++i) {
+               if (vols[i] < -1 || vols[i] > 1) {
+                 throw py::value_error("scenario " + std::to_string(i) +
+                                       ": vol direction must be -1, 0 or +1");
+               }
+               set.scenarios.push_back(
+                   Scenario{moves[i], static_cast<std::int8_t>(vols[i]), weights[i]});
+             }
+             set.vol = VolShockModel{up,         down,       relative, scale_by_dte, pivot_days,
+                                     floor_days, p_short,    p_long,   min_vol_up};
+             set.im_factor = im_factor;
+             set.short_option_charge = short_option_charge;
+             set.delta_charge = delta_charge;
+             return guarded([&] { return e.add_scenario_set(set); });
+           })
+      .def("set_underlying_scenarios", [](Engine& e, int underlying, int set) {
+        guarded([&] {
+          e.set_underlying_scenarios(underlying, set);
+          return 0;
+        });
+      })
+      .def("underlying_scenarios",
+           [](const Engine& e, int u) { return guarded([&] { return e.underlying_scenarios(u); }); })
+      .def("num_scenario_sets", &Engine::num_scenario_sets)
+      .def("scenario_set_name",
+           [](const Engine& e, int id) { return guarded([&] { return e.scenario_set(id).name; }); })
+      .def("scenario_set",
+           [](const Engine& e, int id) {
+             return guarded([&] {
+               const ScenarioSet& s = e.scenario_set(id);
+               py::list sc;
+               for (const auto& x : s.scenarios) sc.append(py::make_tuple(x.move, int(x.vol), x.weight));
+               return py::make_tuple(s.name, sc, s.im_factor, s.short_option_charge,
+                                     s.delta_charge);
+             });
+           })
+      .def("set_mode", [](Engine& e, int a, int mode) {
+        guarded([&] {
+          if (mode != 0 && mode != 1) throw std::invalid_argument("mode must be cross or portfolio");
+          e.set_mode(a, static_cast<MarginMode>(mode));
+          return 0;
+        });
+      })
+      .def("mode", [](const Engine& e, int a) {
+        return guarded([&] { return static_cast<int>(e.mode(a)); });
+      })
+      .def("risk_row", [](Engine& e, int i) {
+        return guarded([&] {
+          std::vector<double> row = e.risk_row(i);
+          return py::array_t<double>(static_cast<py::ssize_t>(row.size()), row.data());
+        });
+      })
+      .def("portfolio", [](Engine& e, int a) {
+        return guarded([&] {
+          py::list out;
+          for (const auto& g : e.portfolio(a)) {
+            py::dict d;
+            d["underlying"] = g.underlying;
+            d["worst"] = g.worst;
+            d["loss"] = g.loss;
+            d["short_charge"] = g.short_charge;
+            d["delta_charge"] = g.delta_charge;
+            d["mm"] = g.mm;
+            d["im"] = g.im;
+            d["pnl"] = py::array_t<double>(static_cast<py::ssize_t>(g.pnl.size()), g.pnl.data());
+            d["instruments"] = g.instruments;
+            d["contribution"] = g.contribution;
+            out.append(d);
+          }
+          return out;
+        });
+      })
       .def("evaluate_all", [](Engine& e) {
         const auto n = static_cast<py::ssize_t>(e.num_accounts());
         py::array_t<double> equity(n), im(n), mm(n), available(n);

@@ -75,6 +75,7 @@ int Engine::add_asset(const AssetSpec& spec) {
   const int id = static_cast<int>(assets_.size()) - 1;
   asset_ids_[spec.name] = id;
   for (auto& acc : accounts_) acc.balances.resize(assets_.size(), 0.0);
+  underlying_set_.push_back(-1);
   return id;
 }
 
@@ -117,6 +118,7 @@ int Engine::add_instrument(const InstrumentSpec& spec) {
   }
   instruments_.push_back(spec);
   marks_.emplace_back();
+  vols_.push_back(std::numeric_limits<double>::quiet_NaN());
   const int id = static_cast<int>(instruments_.size()) - 1;
   instrument_ids_[spec.name] = id;
   return id;
@@ -253,7 +255,9 @@ bool Engine::set_vol(int instrument, double vol, double time) {
   Black76Outputs bo;
   bo.price = &price;
   black76(bi, bo, in.terms.inverse ? Settlement::inverse : Settlement::linear);
-  return set_mark(instrument, price, std::min(time, fwd.time));
+  if (!set_mark(instrument, price, std::min(time, fwd.time))) return false;
+  vols_[instrument] = vol;
+  return true;
 }
 
 void Engine::set_thresholds(const Thresholds& t) {
@@ -317,16 +321,21 @@ void Engine::refresh(Account& a) {
   a.collateral = collateral_of(a, &oldest);
   double im = 0.0, mm = 0.0, eq = 0.0;
   bool priced = std::isfinite(a.collateral);
+  const bool portfolio = a.mode == MarginMode::portfolio;
+  if (portfolio) refresh_portfolio(a, im, mm);
   for (const Position& p : a.positions) {
     const InstrumentSpec& in = instruments_[p.instrument];
     const Contribution c = contribution(a, in, p.size, p.bids, p.asks, p.entry);
-    im += c.im;
-    mm += c.mm;
+    if (!portfolio) {
+      im += c.im;
+      mm += c.mm;
+    }
     eq += c.equity;
     oldest = std::min({oldest, marks_[p.instrument].time, assets_[in.underlying].time,
                        assets_[in.settle].time});
     priced = priced && std::isfinite(c.im + c.mm + c.equity);
   }
+  priced = priced && std::isfinite(im + mm);
   a.sum_im = im;
   a.sum_mm = mm;
   a.sum_pos_equity = eq;
@@ -975,10 +984,14 @@ OrderCheck Engine::check_order(int account, int instrument, double qty, double p
                 collateral_value(ts, bs + cash, ps) - collateral_value(ts, bs, ps)) /
                assets_[a.margin_asset].price;
   } else {
-    const Contribution before = contribution(a, in, q, bids, asks, entry);
-    const Contribution after = contribution(a, in, q_new, bids, asks, entry);
-    d_im = after.im - before.im;
-    d_mm = after.mm - before.mm;
+    if (in_portfolio(a, in)) {
+      portfolio_delta(a, in, instrument, q, bids, asks, qty, d_im, d_mm);
+    } else {
+      const Contribution before = contribution(a, in, q, bids, asks, entry);
+      const Contribution after = contribution(a, in, q_new, bids, asks, entry);
+      d_im = after.im - before.im;
+      d_mm = after.mm - before.mm;
+    }
     const double mark = mk.value;
     const double mtm = (in.terms.inverse && !opt) ? qty * cs * (1.0 / price - 1.0 / mark)
                                                   : qty * cs * (mark - price);

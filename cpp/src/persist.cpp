@@ -100,6 +100,24 @@ std::string Engine::save() const {
     w.put<std::uint64_t>(m.brackets.size());
     for (const auto& b : m.brackets) w.put(b);
   }
+  w.put<std::uint64_t>(sets_.size());
+  for (const ScenarioSet& set : sets_) {
+    w.str(set.name);
+    w.put<std::uint64_t>(set.scenarios.size());
+    for (const Scenario& sc : set.scenarios) {
+      w.put(sc.move);
+      w.put(sc.vol);
+      w.put(sc.weight);
+    }
+    const VolShockModel& v = set.vol;
+    for (double x : {v.up, v.down, v.pivot_days, v.floor_days, v.p_short, v.p_long,
+                     v.min_vol_up, set.im_factor, set.short_option_charge, set.delta_charge}) {
+      w.put(x);
+    }
+    w.put(v.relative);
+    w.put(v.scale_by_dte);
+  }
+  for (int s : underlying_set_) w.put(s);
   w.put<std::uint64_t>(instruments_.size());
   for (std::size_t i = 0; i < instruments_.size(); ++i) {
     const InstrumentSpec& in = instruments_[i];
@@ -117,6 +135,7 @@ std::string Engine::save() const {
     w.put(in.taker_fee);
     w.put(marks_[i].value);
     w.put(marks_[i].time);
+    w.put(vols_[i]);
   }
   w.put<std::uint64_t>(accounts_.size());
   for (const Account& a : accounts_) {
@@ -124,6 +143,7 @@ std::string Engine::save() const {
     w.put(a.margin_asset);
     w.put(a.parent);
     w.put(a.isolated);
+    w.put(a.mode);
     for (double b : a.balances) w.put(b);
     w.put<std::uint64_t>(a.positions.size());
     for (const Position& p : a.positions) {
@@ -193,6 +213,29 @@ Engine Engine::load(const std::string& bytes) {
     for (std::size_t k = 0, b = r.count(); k < b; ++k) m.brackets.push_back(r.get<Bracket>());
     e.add_model(m);
   }
+  for (std::size_t i = 0, n = r.count(); i < n; ++i) {
+    ScenarioSet set;
+    set.name = r.str();
+    for (std::size_t k = 0, m = r.count(); k < m; ++k) {
+      Scenario sc;
+      sc.move = r.get<double>();
+      sc.vol = r.get<std::int8_t>();
+      sc.weight = r.get<double>();
+      set.scenarios.push_back(sc);
+    }
+    VolShockModel& v = set.vol;
+    for (double* x : {&v.up, &v.down, &v.pivot_days, &v.floor_days, &v.p_short, &v.p_long,
+                      &v.min_vol_up, &set.im_factor, &set.short_option_charge,
+                      &set.delta_charge}) {
+      *x = r.get<double>();
+    }
+    v.relative = r.get<bool>();
+    v.scale_by_dte = r.get<bool>();
+    e.add_scenario_set(set);
+  }
+  for (std::size_t i = 0; i < e.assets_.size(); ++i) {
+    e.set_underlying_scenarios(static_cast<int>(i), r.get<int>());
+  }
   const double now = e.now_;
   e.now_ = -std::numeric_limits<double>::infinity();  // expired instruments reload too
   for (std::size_t i = 0, n = r.count(); i < n; ++i) {
@@ -210,8 +253,10 @@ Engine Engine::load(const std::string& bytes) {
     in.model = r.get<int>();
     in.taker_fee = r.get<double>();
     const double mark = r.get<double>(), time = r.get<double>();
+    const double vol = r.get<double>();
     e.add_instrument(in);
     e.marks_.back() = Mark{mark, time};
+    e.vols_.back() = vol;
   }
   e.now_ = now;
   for (std::size_t i = 0, n = r.count(); i < n; ++i) {
@@ -221,6 +266,9 @@ Engine Engine::load(const std::string& bytes) {
     Account& a = e.accounts_[id];
     a.parent = parent;
     a.isolated = isolated;
+    const auto mode = r.get<MarginMode>();
+    if (mode != MarginMode::cross && mode != MarginMode::portfolio) r.fail();
+    a.mode = mode;
     for (double& b : a.balances) b = r.get<double>();
     for (std::size_t k = 0, m = r.count(); k < m; ++k) {
       Position p;

@@ -379,6 +379,91 @@ class Engine:
                                  np.ascontiguousarray(sizes, dtype=np.float64),
                                  np.ascontiguousarray(entries, dtype=np.float64))
 
+    # ---- portfolio margin ---------------------------------------------------------
+    def add_scenario_set(
+        self,
+        name: str,
+        scenarios: Sequence[tuple[float, int, float]],
+        *,
+        vol_up: float = 0.0,
+        vol_down: float = 0.0,
+        relative: bool = True,
+        scale_by_dte: bool = False,
+        pivot_days: float = 30.0,
+        floor_days: float = 1.0,
+        p_short: float = 0.30,
+        p_long: float = 0.13,
+        min_vol_up: float = 0.0,
+        im_factor: float = 1.0,
+        short_option_charge: float = 0.0,
+        delta_charge: float = 0.0,
+    ) -> int:
+        """Adds a scenario set (see :mod:`marginkit.scenarios` for the method and
+        presets: ``eng.add_scenario_set("deribit", **scenarios.deribit())``).
+
+        ``scenarios``: ``(move, vol, weight)`` triples. Volatility shocks: up
+        ``vol (1 + vol_up g)`` (or ``vol + vol_up g`` if not ``relative``), floored
+        at ``min_vol_up``; down ``vol (1 - vol_down g)`` floored at 0; ``g = 1``, or
+        ``(pivot_days / max(DTE, floor_days))^p`` with ``p = p_short`` under the
+        pivot and ``p_long`` beyond when ``scale_by_dte``.
+        """
+        rows = [tuple(s) for s in scenarios]
+        if any(len(r) != 3 for r in rows):
+            raise ValueError("scenarios must be (move, vol, weight) triples")
+        moves = [_finite(f"scenarios[{i}].move", r[0]) for i, r in enumerate(rows)]
+        vols = [int(r[1]) for r in rows]
+        weights = [_finite(f"scenarios[{i}].weight", r[2], nonneg=True)
+                   for i, r in enumerate(rows)]
+        return self._core.add_scenario_set(
+            str(name), moves, vols, weights, _finite("vol_up", vol_up, nonneg=True),
+            _finite("vol_down", vol_down, nonneg=True), bool(relative), bool(scale_by_dte),
+            _finite("pivot_days", pivot_days, positive=True),
+            _finite("floor_days", floor_days, positive=True), _finite("p_short", p_short),
+            _finite("p_long", p_long), _finite("min_vol_up", min_vol_up, nonneg=True),
+            _finite("im_factor", im_factor), _finite("short_option_charge",
+                                                     short_option_charge, nonneg=True),
+            _finite("delta_charge", delta_charge, nonneg=True))
+
+    def _scenario_set(self, key: str | int) -> int:
+        names = {self._core.scenario_set_name(i): i
+                 for i in range(self._core.num_scenario_sets())}
+        return self._resolve(names, len(names), "scenario set", key)
+
+    def set_scenarios(self, underlying: str | int, scenario_set: str | int | None) -> None:
+        """Margins ``underlying`` by ``scenario_set`` in portfolio-mode accounts
+        (None: standard margin for it)."""
+        sid = -1 if scenario_set is None else self._scenario_set(scenario_set)
+        self._core.set_underlying_scenarios(self._asset(underlying), sid)
+
+    def set_mode(self, account: str | int, mode: str) -> None:
+        """``"cross"`` (per-position standard margin, summed) or ``"portfolio"``
+        (scenario-based on every underlying that has a scenario set)."""
+        codes = {"cross": 0, "portfolio": 1}
+        if mode not in codes:
+            raise ValueError(f"mode must be 'cross' or 'portfolio', got {mode!r}")
+        self._core.set_mode(self._acct(account), codes[mode])
+
+    def mode(self, account: str | int) -> str:
+        """The account's margin mode."""
+        return ("cross", "portfolio")[self._core.mode(self._acct(account))]
+
+    def risk_row(self, instrument: str | int) -> np.ndarray:
+        """The instrument's row of the risk array: P&L per contract in each
+        scenario of its underlying's set, in its settlement currency (unweighted;
+        empty if the underlying has no set)."""
+        return self._core.risk_row(self._instr(instrument))
+
+    def portfolio(self, account: str | int) -> list[dict[str, Any]]:
+        """Portfolio-margin detail per underlying: ``worst`` scenario index,
+        weighted ``pnl`` per scenario, ``loss``, ``short_charge``, ``delta_charge``,
+        ``mm``, ``im``, and each position's weighted P&L ``contribution`` at the
+        worst scenario (margin asset)."""
+        out = self._core.portfolio(self._acct(account))
+        for group in out:
+            group["underlying"] = self._core.asset_name(group["underlying"])
+            group["instruments"] = [self._core.instrument_name(i) for i in group["instruments"]]
+        return out
+
     # ---- isolated margin -----------------------------------------------------------
     def open_isolated(self, account: str | int, instrument: str | int, amount: float) -> int:
         """Opens an isolated position account ``"<account>/<instrument>"`` funded

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "marginkit/margin.hpp"
+#include "marginkit/scenarios.hpp"
 
 namespace marginkit {
 
@@ -44,6 +45,8 @@ enum class Reason : std::int8_t {
   not_isolated_instrument,  // an isolated account trades only its own instrument
 };
 const char* reason_name(Reason r) noexcept;
+
+enum class MarginMode : std::int8_t { cross = 0, portfolio = 1 };
 
 enum class Health : std::int8_t { healthy = 0, warning, reduce_only, liquidation, bankrupt };
 const char* health_name(Health h) noexcept;
@@ -94,6 +97,16 @@ struct PositionRisk {
 struct UnderlyingGreeks {
   int underlying;
   double delta, gamma, vega, theta;
+};
+
+// Portfolio margin of one underlying in one account (margin asset units).
+struct PortfolioGroup {
+  int underlying;
+  int worst;                           // scenario index of the largest weighted loss
+  double loss, short_charge, delta_charge, mm, im;
+  std::vector<double> pnl;             // weighted P&L per scenario
+  std::vector<int> instruments;        // positions in this group
+  std::vector<double> contribution;    // each position's weighted P&L at the worst
 };
 
 struct AccountSummary {
@@ -186,6 +199,22 @@ class Engine {
   int parent_of(int account) const;                // -1 for a cross account
   int isolated_instrument(int account) const;      // -1 for a cross account
 
+  // ---- portfolio margin ------------------------------------------------------
+  // Scenario sets apply per underlying; a portfolio-mode account is margined by
+  // scenario on every underlying that has one (standard margin elsewhere).
+  // Risk arrays (instrument x scenario P&L per contract, settlement currency) are
+  // rebuilt lazily once per market state: accounts never reprice.
+  int add_scenario_set(const ScenarioSet& set);
+  void set_underlying_scenarios(int underlying, int scenario_set);  // -1: none
+  void set_mode(int account, MarginMode mode);
+  MarginMode mode(int account) const;
+  std::size_t num_scenario_sets() const noexcept { return sets_.size(); }
+  const ScenarioSet& scenario_set(int id) const { return sets_.at(id); }
+  int underlying_scenarios(int underlying) const;
+  // The instrument's row of the risk array (empty if its underlying has no set).
+  std::vector<double> risk_row(int instrument);
+  std::vector<PortfolioGroup> portfolio(int account);
+
   // ---- liquidation prices ---------------------------------------------------
   // The prices of `underlying` (everything else fixed) at which equity falls to
   // the liquidation threshold x MM: the nearest below and above today's price,
@@ -241,6 +270,15 @@ class Engine {
     double value = std::numeric_limits<double>::quiet_NaN();
     double time = -std::numeric_limits<double>::infinity();
   };
+  // Cached scenario P&L of one underlying (unweighted, margin asset), as the
+  // positions stand and with all resting bids / all resting asks filled.
+  struct Group {
+    int underlying = -1;
+    std::vector<double> pnl, pnl_bids, pnl_asks;
+    double short_units = 0.0, short_bids = 0.0, short_asks = 0.0;
+    double delta_units = 0.0, delta_bids = 0.0, delta_asks = 0.0;
+    double mm = 0.0, im = 0.0;
+  };
   struct Account {
     std::string name;
     int margin_asset = -1;
@@ -253,6 +291,8 @@ class Engine {
     bool priced = true;   // every price it needs is set
     int parent = -1;      // isolated: the cross account that funds it
     int isolated = -1;    // isolated: its one instrument
+    MarginMode mode = MarginMode::cross;
+    std::vector<Group> groups;  // portfolio mode: per underlying with a scenario set
   };
   struct Order {
     int account, instrument;
@@ -288,6 +328,26 @@ class Engine {
   std::vector<MarginModel> models_;
   std::vector<InstrumentSpec> instruments_;
   std::vector<Mark> marks_;
+  std::vector<double> vols_;  // set_vol's volatility per instrument (NaN: implied from mark)
+  std::vector<ScenarioSet> sets_;
+  std::vector<int> underlying_set_;       // per asset: scenario set id or -1
+  std::vector<double> risk_;              // risk array rows, concatenated
+  std::vector<std::size_t> risk_offset_;  // per instrument; npos: no row
+  std::vector<double> risk_delta_;        // per instrument: delta per contract, units
+  std::uint64_t risk_stamp_ = 0;
+  void ensure_risk();
+  bool in_portfolio(const Account& a, const InstrumentSpec& in) const noexcept {
+    return a.mode == MarginMode::portfolio && underlying_set_[in.underlying] >= 0;
+  }
+  // MM and IM of one underlying from scenario P&L, short units and delta units.
+  Requirement group_requirement(int underlying, const double* pnl, double short_units,
+                                double delta_units, double margin_price) const noexcept;
+  void refresh_portfolio(Account& a, double& im, double& mm);
+  // Change of the account's IM and MM if `qty` of a portfolio instrument traded:
+  // its group's scenario vectors plus qty x row, no revaluation.
+  void portfolio_delta(const Account& a, const InstrumentSpec& in, int instrument, double q,
+                       double bids, double asks, double qty, double& d_im,
+                       double& d_mm) const;
   std::unordered_map<std::int64_t, Mark> forwards_;  // key: underlying x expiry
   double rate_ = 0.0;
   std::int64_t forward_key(int underlying, std::int64_t expiry) const noexcept {

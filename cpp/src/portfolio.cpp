@@ -1,0 +1,384 @@
+// Portfolio margin: scenario sets, risk arrays and per-account scenario P&L.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "marginkit/engine.hpp"
+#include "marginkit/parallel.hpp"
+#include "marginkit/pricing.hpp"
+
+namespace marginkit {
+
+namespace {
+
+constexpr std::size_t kNoRow = static_cast<std::size_t>(-1);
+constexpr double kYear = 365.0 * 86400.0;
+
+[[noreturn]] void bad(const std::string& what) { throw std::invalid_argument(what); }
+
+bool finite_nonneg(double x) { return std::isfinite(x) && x >= 0.0; }
+
+}  // namespace
+
+double VolShockModel::shocked(double vol, int direction, double dte_days) const noexcept {
+  if (direction == 0) return vol;
+  double g = 1.0;
+  if (scale_by_dte) {
+    const double p = dte_days < pivot_days ? p_short : p_long;
+    g = std::pow(pivot_days / std::max(dte_days, floor_days), p);
+  }
+  if (direction > 0) {
+    const double v = relative ? vol * (1.0 + up * g) : vol + up * g;
+    return std::max(v, min_vol_up);
+  }
+  const double v = relative ? vol * (1.0 - down * g) : vol - down * g;
+  return std::max(v, 0.0);
+}
+
+void ScenarioSet::validate() const {
+  if (name.empty()) bad("scenario set name must not be empty");
+  if (scenarios.empty()) bad("scenario set '" + name + "' has no scenarios");
+  for (std::size_t i = 0; i < scenarios.size(); ++i) {
+    const Scenario& s = scenarios[i];
+    const std::string at = "scenario set '" + name + "', scenario " + std::to_string(i) + ": ";
+    if (!(std::isfinite(s.move) && s.move > -1.0)) bad(at + "move must be finite and > -1");
+    if (s.vol < -1 || s.vol > 1) bad(at + "vol direction must be -1, 0 or +1");
+    if (!finite_nonneg(s.weight)) bad(at + "weight must be finite and >= 0");
+  }
+  const VolShockModel& v = vol;
+  if (!(finite_nonneg(v.up) && finite_nonneg(v.down) && finite_nonneg(v.min_vol_up) &&
+        v.pivot_days > 0.0 && v.floor_days > 0.0 && std::isfinite(v.p_short) &&
+        std::isfinite(v.p_long) && std::isfinite(v.pivot_days) && std::isfinite(v.floor_days))) {
+    bad("scenario set '" + name + "': invalid volatility shock parameters");
+  }
+  if (!(std::isfinite(im_factor) && im_factor >= 1.0)) {
+    bad("scenario set '" + name + "': im_factor must be >= 1 (IM >= MM)");
+  }
+  if (!finite_nonneg(short_option_charge) || !finite_nonneg(delta_charge)) {
+    bad("scenario set '" + name + "': charges must be finite and >= 0");
+  }
+}
+
+int Engine::add_scenario_set(const ScenarioSet& set) {
+  set.validate();
+  for (const auto& s : sets_) {
+    if (s.name == set.name) bad("duplicate scenario set '" + set.name + "'");
+  }
+  sets_.push_back(set);
+  ++stamp_;
+  return static_cast<int>(sets_.size()) - 1;
+}
+
+void Engine::set_underlying_scenarios(int underlying, int scenario_set) {
+  check_asset(underlying);
+  if (scenario_set < -1 || scenario_set >= static_cast<int>(sets_.size())) {
+    bad("unknown scenario set id " + std::to_string(scenario_set));
+  }
+  underlying_set_[underlying] = scenario_set;
+  ++stamp_;
+}
+
+int Engine::underlying_scenarios(int underlying) const {
+  check_asset(underlying);
+  return underlying_set_[underlying];
+}
+
+void Engine::set_mode(int account, MarginMode mode) {
+  Account& a = acct(account);
+  if (mode != MarginMode::cross && mode != MarginMode::portfolio) bad("unknown margin mode");
+  a.mode = mode;
+  a.groups.clear();
+  touch(a);
+}
+
+MarginMode Engine::mode(int account) const {
+  if (account < 0 || account >= static_cast<int>(accounts_.size())) {
+    bad("unknown account id " + std::to_string(account));
+  }
+  return accounts_[account].mode;
+}
+
+// Rebuilds every instrument's row once per market state. Futures: P&L per
+// contract of the mark moving with the underlying (inverse: in coin at the
+// shocked price). Options: Black-76 on the shocked forward at the shocked
+// volatility (in coin at the shocked forward for inverse options), minus the mark.
+void Engine::ensure_risk() {
+  if (risk_stamp_ == stamp_) return;
+  const std::size_t n = instruments_.size();
+  risk_offset_.assign(n, kNoRow);
+  risk_delta_.assign(n, 0.0);
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const int set = underlying_set_[instruments_[i].underlying];
+    if (set < 0 || instruments_[i].kind == InstrumentKind::spot) continue;
+    risk_offset_[i] = total;
+    total += sets_[set].scenarios.size();
+  }
+  risk_.assign(total, std::numeric_limits<double>::quiet_NaN());
+  // Options: forward, volatility and years to expiry, gathered per underlying set.
+  struct Opt {
+    std::size_t id;
+    double fwd, vol, tau, dte;
+  };
+  std::vector<Opt> opts;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (risk_offset_[i] == kNoRow) continue;
+    const InstrumentSpec& in = instruments_[i];
+    const double mark = marks_[i].value, cs = in.terms.contract_size;
+    double* row = &risk_[risk_offset_[i]];
+    const ScenarioSet& set = sets_[underlying_set_[in.underlying]];
+    if (!std::isfinite(mark) || !std::isfinite(index_of(in))) continue;  // rows stay NaN
+    if (in.kind != InstrumentKind::option) {
+      for (std::size_t s = 0; s < set.scenarios.size(); ++s) {
+        const double m = 1.0 + set.scenarios[s].move;
+        row[s] = in.terms.inverse ? cs * (1.0 / mark - 1.0 / (mark * m)) : cs * mark * (m - 1.0);
+      }
+      risk_delta_[i] = in.terms.inverse ? cs / mark : cs;
+      continue;
+    }
+    Opt o{i, 0.0, vols_[i], 0.0, 0.0};
+    const Mark f = forward_for(in);
+    o.fwd = std::isfinite(f.value) ? f.value : index_of(in);
+    o.tau = std::max(0.0, (static_cast<double>(in.expiry) - now_) / kYear);
+    o.dte = o.tau * 365.0;
+    if (!std::isfinite(o.vol)) {  // implied from the mark
+      const double quote_mark = in.terms.inverse ? mark * o.fwd : mark;
+      ImpliedVolInputs iv;
+      iv.n = 1;
+      iv.cp = {&in.terms.cp, false};
+      iv.price = {&quote_mark, false};
+      iv.forward = {&o.fwd, false};
+      iv.strike = {&in.terms.strike, false};
+      iv.expiry = {&o.tau, false};
+      iv.rate = {&rate_, false};
+      std::size_t n_bad = 0;
+      double vol = 0.0;
+      if (o.tau <= 0.0 || implied_vol(iv, &vol, Settlement::linear, n_bad) || n_bad) vol = 0.0;
+      o.vol = vol;
+    }
+    opts.push_back(o);
+  }
+  // Batch the options per scenario through the SIMD pricing kernel.
+  std::vector<std::int8_t> cp(opts.size());
+  std::vector<double> fwd(opts.size()), strike(opts.size()), tau(opts.size()),
+      vol(opts.size()), price(opts.size()), delta(opts.size());
+  for (std::size_t k = 0; k < opts.size(); ++k) {
+    const InstrumentSpec& in = instruments_[opts[k].id];
+    cp[k] = in.terms.cp;
+    strike[k] = in.terms.strike;
+    tau[k] = opts[k].tau;
+  }
+  auto price_all = [&](bool want_delta) {
+    Black76Inputs bi;
+    bi.n = opts.size();
+    bi.cp = {cp.data(), false};
+    bi.forward = {fwd.data(), false};
+    bi.strike = {strike.data(), false};
+    bi.expiry = {tau.data(), false};
+    bi.vol = {vol.data(), false};
+    bi.rate = {&rate_, true};
+    Black76Outputs bo;
+    bo.price = price.data();
+    bo.delta = want_delta ? delta.data() : nullptr;
+    black76(bi, bo, Settlement::linear);
+  };
+  // Deltas (per contract, units of the underlying) at today's forward.
+  for (std::size_t k = 0; k < opts.size(); ++k) {
+    fwd[k] = opts[k].fwd;
+    vol[k] = opts[k].vol;
+  }
+  price_all(true);
+  for (std::size_t k = 0; k < opts.size(); ++k) {
+    risk_delta_[opts[k].id] = delta[k] * instruments_[opts[k].id].terms.contract_size;
+  }
+  // One batch per scenario index; sets with fewer scenarios repeat their last
+  // one (ignored). Inverse values are the linear ones in coin at the shocked
+  // forward (V / F), as in pricing.hpp.
+  std::size_t max_s = 0;
+  for (const auto& set : sets_) max_s = std::max(max_s, set.scenarios.size());
+  for (std::size_t s = 0; s < max_s; ++s) {
+    for (std::size_t k = 0; k < opts.size(); ++k) {
+      const InstrumentSpec& in = instruments_[opts[k].id];
+      const ScenarioSet& set = sets_[underlying_set_[in.underlying]];
+      const Scenario& sc = set.scenarios[std::min(s, set.scenarios.size() - 1)];
+      fwd[k] = opts[k].fwd * (1.0 + sc.move);
+      vol[k] = set.vol.shocked(opts[k].vol, sc.vol, opts[k].dte);
+    }
+    price_all(false);
+    for (std::size_t k = 0; k < opts.size(); ++k) {
+      const InstrumentSpec& in = instruments_[opts[k].id];
+      if (s >= sets_[underlying_set_[in.underlying]].scenarios.size()) continue;
+      const double value = in.terms.inverse ? price[k] / fwd[k] : price[k];
+      risk_[risk_offset_[opts[k].id] + s] =
+          in.terms.contract_size * (value - marks_[opts[k].id].value);
+    }
+  }
+  risk_stamp_ = stamp_;
+}
+
+std::vector<double> Engine::risk_row(int instrument) {
+  instr(instrument);
+  ensure_risk();
+  const std::size_t off = risk_offset_[instrument];
+  if (off == kNoRow) return {};
+  const auto& set = sets_[underlying_set_[instruments_[instrument].underlying]];
+  return std::vector<double>(risk_.begin() + off, risk_.begin() + off + set.scenarios.size());
+}
+
+Requirement Engine::group_requirement(int underlying, const double* pnl, double short_units,
+                                      double delta_units, double margin_price) const noexcept {
+  const ScenarioSet& set = sets_[underlying_set_[underlying]];
+  double worst = 0.0;
+  for (std::size_t s = 0; s < set.scenarios.size(); ++s) {
+    worst = std::min(worst, set.scenarios[s].weight * pnl[s]);
+  }
+  const double usd = assets_[underlying].price / margin_price;  // one unit, in margin asset
+  const double mm = -worst + set.short_option_charge * usd * short_units +
+                    set.delta_charge * usd * std::fabs(delta_units);
+  return {mm * set.im_factor, mm};
+}
+
+// Scenario P&L per underlying with a set; standard requirements for the rest.
+void Engine::refresh_portfolio(Account& a, double& im, double& mm) {
+  ensure_risk();
+  a.groups.clear();
+  const double margin_price = assets_[a.margin_asset].price;
+  for (const Position& p : a.positions) {
+    const InstrumentSpec& in = instruments_[p.instrument];
+    if (!in_portfolio(a, in)) {
+      const Contribution c = contribution(a, in, p.size, p.bids, p.asks, p.entry);
+      im += c.im;
+      mm += c.mm;
+      continue;
+    }
+    Group* g = nullptr;
+    for (auto& x : a.groups) {
+      if (x.underlying == in.underlying) g = &x;
+    }
+    const std::size_t ns = sets_[underlying_set_[in.underlying]].scenarios.size();
+    if (!g) {
+      a.groups.emplace_back();
+      g = &a.groups.back();
+      g->underlying = in.underlying;
+      g->pnl.assign(ns, 0.0);
+      g->pnl_bids.assign(ns, 0.0);
+      g->pnl_asks.assign(ns, 0.0);
+    }
+    const double f = to_margin(a, in.settle);
+    const double* row = &risk_[risk_offset_[p.instrument]];
+    const double qb = p.size + p.bids, qa = p.size - p.asks;
+    for (std::size_t s = 0; s < ns; ++s) {
+      g->pnl[s] += p.size * f * row[s];
+      g->pnl_bids[s] += qb * f * row[s];
+      g->pnl_asks[s] += qa * f * row[s];
+    }
+    const double units = in.terms.contract_size;
+    if (in.kind == InstrumentKind::option) {
+      g->short_units += std::max(0.0, -p.size) * units;
+      g->short_bids += std::max(0.0, -qb) * units;
+      g->short_asks += std::max(0.0, -qa) * units;
+    }
+    const double d = risk_delta_[p.instrument];
+    g->delta_units += p.size * d;
+    g->delta_bids += qb * d;
+    g->delta_asks += qa * d;
+  }
+  for (Group& g : a.groups) {
+    const Requirement now =
+        group_requirement(g.underlying, g.pnl.data(), g.short_units, g.delta_units, margin_price);
+    const Requirement b = group_requirement(g.underlying, g.pnl_bids.data(), g.short_bids,
+                                            g.delta_bids, margin_price);
+    const Requirement s = group_requirement(g.underlying, g.pnl_asks.data(), g.short_asks,
+                                            g.delta_asks, margin_price);
+    g.mm = now.mm;
+    g.im = std::max({now.im, b.im, s.im});
+    im += g.im;
+    mm += g.mm;
+  }
+}
+
+void Engine::portfolio_delta(const Account& a, const InstrumentSpec& in, int instrument,
+                             double q, double bids, double asks, double qty, double& d_im,
+                             double& d_mm) const {
+  const std::size_t ns = sets_[underlying_set_[in.underlying]].scenarios.size();
+  const Group* g = nullptr;
+  for (const auto& x : a.groups) {
+    if (x.underlying == in.underlying) g = &x;
+  }
+  thread_local std::vector<double> now, with_bids, with_asks;
+  now.assign(ns, 0.0);
+  with_bids.assign(ns, 0.0);
+  with_asks.assign(ns, 0.0);
+  const double step = qty * to_margin(a, in.settle);
+  const double* row = &risk_[risk_offset_[instrument]];
+  for (std::size_t s = 0; s < ns; ++s) {
+    const double d = step * row[s];
+    now[s] = (g ? g->pnl[s] : 0.0) + d;
+    with_bids[s] = (g ? g->pnl_bids[s] : 0.0) + d;
+    with_asks[s] = (g ? g->pnl_asks[s] : 0.0) + d;
+  }
+  double su = g ? g->short_units : 0.0, sb = g ? g->short_bids : 0.0,
+         sa = g ? g->short_asks : 0.0;
+  if (in.kind == InstrumentKind::option) {
+    const double cs = in.terms.contract_size;
+    auto shorts = [cs](double x) { return std::max(0.0, -x) * cs; };
+    const double qn = q + qty;
+    su += shorts(qn) - shorts(q);
+    sb += shorts(qn + bids) - shorts(q + bids);
+    sa += shorts(qn - asks) - shorts(q - asks);
+  }
+  const double dd = qty * risk_delta_[instrument];
+  const double du = (g ? g->delta_units : 0.0) + dd, db = (g ? g->delta_bids : 0.0) + dd,
+               da = (g ? g->delta_asks : 0.0) + dd;
+  const double mp = assets_[a.margin_asset].price;
+  const Requirement r0 = group_requirement(in.underlying, now.data(), su, du, mp);
+  const Requirement rb = group_requirement(in.underlying, with_bids.data(), sb, db, mp);
+  const Requirement ra = group_requirement(in.underlying, with_asks.data(), sa, da, mp);
+  d_mm = r0.mm - (g ? g->mm : 0.0);
+  d_im = std::max({r0.im, rb.im, ra.im}) - (g ? g->im : 0.0);
+}
+
+std::vector<PortfolioGroup> Engine::portfolio(int account) {
+  Account& a = acct(account);
+  refresh(a);
+  std::vector<PortfolioGroup> out;
+  const double margin_price = assets_[a.margin_asset].price;
+  const double q = quantum(a);
+  for (const Group& g : a.groups) {
+    const ScenarioSet& set = sets_[underlying_set_[g.underlying]];
+    PortfolioGroup pg;
+    pg.underlying = g.underlying;
+    pg.pnl.resize(g.pnl.size());
+    pg.worst = 0;
+    double worst = 0.0;
+    for (std::size_t s = 0; s < g.pnl.size(); ++s) {
+      pg.pnl[s] = set.scenarios[s].weight * g.pnl[s];
+      if (pg.pnl[s] < worst) {
+        worst = pg.pnl[s];
+        pg.worst = static_cast<int>(s);
+      }
+    }
+    if (worst == 0.0) {  // no loss anywhere: report the least favourable scenario
+      pg.worst = static_cast<int>(std::min_element(pg.pnl.begin(), pg.pnl.end()) - pg.pnl.begin());
+    }
+    const double usd = assets_[g.underlying].price / margin_price;
+    pg.loss = -worst;
+    pg.short_charge = set.short_option_charge * usd * g.short_units;
+    pg.delta_charge = set.delta_charge * usd * std::fabs(g.delta_units);
+    pg.mm = round_up(g.mm, q);
+    pg.im = round_up(g.im, q);
+    for (const Position& p : a.positions) {
+      const InstrumentSpec& in = instruments_[p.instrument];
+      if (in.underlying != g.underlying || !in_portfolio(a, in)) continue;
+      pg.instruments.push_back(p.instrument);
+      pg.contribution.push_back(set.scenarios[pg.worst].weight * p.size *
+                                to_margin(a, in.settle) *
+                                risk_[risk_offset_[p.instrument] + pg.worst]);
+    }
+    out.push_back(std::move(pg));
+  }
+  return out;
+}
+
+}  // namespace marginkit
