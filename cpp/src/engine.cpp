@@ -1023,7 +1023,9 @@ double Engine::max_order_size(int account, int instrument, int side, double pric
   if (side != 1 && side != -1) bad("side must be +1 (buy) or -1 (sell)");
   const bool opt = in.kind == InstrumentKind::option;
   if (!(std::isfinite(price) && (opt ? price >= 0.0 : price > 0.0))) bad("price is invalid");
-  auto accepted = [&](double x) { return x == 0.0 || check_order(account, instrument, side * x, price).accepted; };
+  auto accepted = [&](double x) {
+    return x == 0.0 || check_order(account, instrument, side * x, price).accepted;
+  };
   refresh(a);
   double q = 0.0, bids = 0.0, asks = 0.0;
   for (const Position& p : a.positions) {
@@ -1039,6 +1041,10 @@ double Engine::max_order_size(int account, int instrument, int side, double pric
   const double mark = marks_[instrument].value;
   const double index = index_of(in);
   if (!std::isfinite(mark) || !std::isfinite(index)) return 0.0;
+  if (in_portfolio(a, in)) {
+    const double exact = portfolio_max_size(a, in, instrument, side, price, q, bids, asks);
+    if (!std::isnan(exact)) return exact;
+  }
   std::vector<double> sizes = size_breakpoints(models_[in.model], in.terms, mark, index);
   sizes.push_back(0.0);
   std::vector<double> xs{0.0};

@@ -339,6 +339,117 @@ void Engine::portfolio_delta(const Account& a, const InstrumentSpec& in, int ins
   d_im = std::max({r0.im, rb.im, ra.im}) - (g ? g->im : 0.0);
 }
 
+// In portfolio mode every piece of the requirement is a maximum of lines in the
+// order size x: the group's loss max(0, max_s -w_s (P_s + side x f R_s)) for each
+// of the three order cases, the short-option units max(0, -(q + side x)) and the
+// net delta |D + side x d|; equity is linear in x. "equity - IM >= 0" is then the
+// intersection of half-lines A + B x >= 0, one per combination of lines: an
+// interval whose right end is found exactly. Money rounding (equity down, IM up)
+// can only pull the boundary in, by at most a few quanta; that last step is
+// settled on check_order's own predicate.
+double Engine::portfolio_max_size(Account& a, const InstrumentSpec& in, int instrument,
+                                  int side, double price, double q, double bids, double asks) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const int account = static_cast<int>(&a - accounts_.data());
+  auto check = [&](double x) { return check_order(account, instrument, side * x, price); };
+  const bool reducing = q != 0.0 && (q > 0) != (side > 0);
+  const double start = reducing ? std::fabs(q) : 0.0;  // risk increases beyond
+  // Below `start` the position only shrinks; the engine accepts those unless they
+  // make available margin worse than it is: leave that rare case to the search.
+  if (start > 0.0 && !check(start).accepted) return nan;
+  const OrderCheck probe = check(start + std::max(start, 1.0) * 1e-12);
+  if (probe.reason == Reason::reduce_only || probe.reason == Reason::stale_price ||
+      probe.reason == Reason::no_price) {
+    return start;
+  }
+  refresh(a);
+  const ScenarioSet& set = sets_[underlying_set_[in.underlying]];
+  const std::size_t ns = set.scenarios.size();
+  const Group* g = nullptr;
+  for (const auto& x : a.groups) {
+    if (x.underlying == in.underlying) g = &x;
+  }
+  const double f = to_margin(a, in.settle), cs = in.terms.contract_size;
+  const bool opt = in.kind == InstrumentKind::option;
+  const double mark = marks_[instrument].value;
+  // Equity: E0 + e1 x (mark-to-market of the fill and its fee).
+  const double per_unit_mtm = (in.terms.inverse && !opt) ? cs * (1.0 / price - 1.0 / mark)
+                                                         : cs * (mark - price);
+  const double per_unit_fee =
+      in.taker_fee * ((in.terms.inverse && !opt) ? cs / price : cs * price);
+  const double e0 = a.collateral + a.sum_pos_equity;
+  const double e1 = (side * per_unit_mtm - per_unit_fee) * f;
+  const double other_im = a.sum_im - (g ? g->im : 0.0);
+  const double k = set.im_factor;
+  const double u = assets_[in.underlying].price / assets_[a.margin_asset].price;
+  const double c_short = set.short_option_charge * u, c_delta = set.delta_charge * u;
+  const double* row = &risk_[risk_offset_[instrument]];
+  const double d = risk_delta_[instrument];
+  double lo = start, hi = std::numeric_limits<double>::infinity();
+  // Adds the half-line A + B x >= 0.
+  auto need = [&](double A, double B) {
+    if (B < 0.0) {
+      hi = std::min(hi, -A / B);
+    } else if (B > 0.0) {
+      lo = std::max(lo, -A / B);
+    } else if (A < 0.0) {
+      hi = -std::numeric_limits<double>::infinity();
+    }
+  };
+  const double qv[3] = {q, q + bids, q - asks};
+  for (int v = 0; v < 3; ++v) {
+    const std::vector<double>* pnl = g ? (v == 0 ? &g->pnl : v == 1 ? &g->pnl_bids : &g->pnl_asks)
+                                       : nullptr;
+    const double su0 = g ? (v == 0 ? g->short_units : v == 1 ? g->short_bids : g->short_asks) : 0.0;
+    const double du0 = g ? (v == 0 ? g->delta_units : v == 1 ? g->delta_bids : g->delta_asks) : 0.0;
+    // Short units as max of two lines in x (options only).
+    double s_lines[2][2];  // {A, B}
+    int n_s = 1;
+    if (opt) {
+      const double base = su0 - std::max(0.0, -qv[v]) * cs;
+      s_lines[0][0] = base;  // when q + side x >= 0
+      s_lines[0][1] = 0.0;
+      s_lines[1][0] = base - qv[v] * cs;  // -(q + side x) cs
+      s_lines[1][1] = -side * cs;
+      n_s = 2;
+    } else {
+      s_lines[0][0] = su0;
+      s_lines[0][1] = 0.0;
+    }
+    const double d_lines[2][2] = {{du0, side * d}, {-du0, -side * d}};
+    for (std::size_t s = 0; s <= ns; ++s) {
+      // Loss line: 0, or -w (P + side x f R).
+      double LA = 0.0, LB = 0.0;
+      if (s < ns) {
+        const double w = set.scenarios[s].weight;
+        LA = -w * (pnl ? (*pnl)[s] : 0.0);
+        LB = -w * side * f * row[s];
+      }
+      for (int i = 0; i < n_s; ++i) {
+        for (const auto& dl : d_lines) {
+          const double reqA = k * (LA + c_short * s_lines[i][0] + c_delta * dl[0]);
+          const double reqB = k * (LB + c_short * s_lines[i][1] + c_delta * dl[1]);
+          need(e0 - other_im - reqA, e1 - reqB);
+        }
+      }
+    }
+  }
+  if (!(hi >= lo)) return start;  // nothing beyond the reducing part
+  if (std::isinf(hi)) return hi;   // never binding (a price far better than the mark)
+  if (check(hi).accepted) return hi;
+  // Rounding to the quantum: the accepted boundary is within a few quanta of hi.
+  const double slope = std::fabs(e1) + 1.0;
+  double good = std::max(start, hi - 8.0 * std::max(quantum(a), 1e-12) * 1e3 / slope);
+  if (good > start && !check(good).accepted) good = start;
+  double bad_x = hi;
+  while (true) {
+    const double mid = good + (bad_x - good) / 2.0;
+    if (mid <= good || mid >= bad_x) break;
+    (check(mid).accepted ? good : bad_x) = mid;
+  }
+  return good;
+}
+
 std::vector<PortfolioGroup> Engine::portfolio(int account) {
   Account& a = acct(account);
   refresh(a);

@@ -345,6 +345,10 @@ class Engine {
   void refresh_portfolio(Account& a, double& im, double& mm);
   // Change of the account's IM and MM if `qty` of a portfolio instrument traded:
   // its group's scenario vectors plus qty x row, no revaluation.
+  // max_order_size in portfolio mode, solved in closed form: NaN if the case
+  // is not covered (the caller then uses the general search).
+  double portfolio_max_size(Account& a, const InstrumentSpec& in, int instrument, int side,
+                            double price, double q, double bids, double asks);
   void portfolio_delta(const Account& a, const InstrumentSpec& in, int instrument, double q,
                        double bids, double asks, double qty, double& d_im,
                        double& d_mm) const;
