@@ -340,7 +340,9 @@ void register_engine(py::module_& m) {
               const std::vector<int>& vols, const std::vector<double>& weights, double up,
               double down, bool relative, bool scale_by_dte, double pivot_days,
               double floor_days, double p_short, double p_long, double min_vol_up,
-              double im_factor, double short_option_charge, double delta_charge) {
+              double im_factor, double short_option_charge, double delta_charge, int measure,
+              double confidence, const std::vector<int>& joint_underlyings,
+              const std::vector<double>& joint_moves) {
              if (moves.size() != vols.size() || moves.size() != weights.size()) {
                throw py::value_error("scenarios: moves, vols and weights differ in length");
              }
@@ -359,6 +361,11 @@ void register_engine(py::module_& m) {
              set.im_factor = im_factor;
              set.short_option_charge = short_option_charge;
              set.delta_charge = delta_charge;
+             if (measure < 0 || measure > 2) throw py::value_error("measure: worst, var or es");
+             set.measure = static_cast<LossMeasure>(measure);
+             set.confidence = confidence;
+             set.joint_underlyings = joint_underlyings;
+             set.joint_moves = joint_moves;
              return guarded([&] { return e.add_scenario_set(set); });
            })
       .def("set_underlying_scenarios", [](Engine& e, int underlying, int set) {
@@ -404,6 +411,7 @@ void register_engine(py::module_& m) {
           for (const auto& g : e.portfolio(a)) {
             py::dict d;
             d["underlying"] = g.underlying;
+            d["set"] = g.set;
             d["worst"] = g.worst;
             d["loss"] = g.loss;
             d["short_charge"] = g.short_charge;

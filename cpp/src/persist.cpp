@@ -116,6 +116,12 @@ std::string Engine::save() const {
     }
     w.put(v.relative);
     w.put(v.scale_by_dte);
+    w.put(set.measure);
+    w.put(set.confidence);
+    w.put<std::uint64_t>(set.joint_underlyings.size());
+    for (int u : set.joint_underlyings) w.put(u);
+    w.put<std::uint64_t>(set.joint_moves.size());
+    for (double m : set.joint_moves) w.put(m);
   }
   for (int s : underlying_set_) w.put(s);
   w.put<std::uint64_t>(instruments_.size());
@@ -231,6 +237,11 @@ Engine Engine::load(const std::string& bytes) {
     }
     v.relative = r.get<bool>();
     v.scale_by_dte = r.get<bool>();
+    set.measure = r.get<LossMeasure>();
+    if (static_cast<int>(set.measure) < 0 || static_cast<int>(set.measure) > 2) r.fail();
+    set.confidence = r.get<double>();
+    for (std::size_t k = 0, m = r.count(); k < m; ++k) set.joint_underlyings.push_back(r.get<int>());
+    for (std::size_t k = 0, m = r.count(); k < m; ++k) set.joint_moves.push_back(r.get<double>());
     e.add_scenario_set(set);
   }
   for (std::size_t i = 0; i < e.assets_.size(); ++i) {

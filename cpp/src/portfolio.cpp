@@ -36,6 +36,46 @@ double VolShockModel::shocked(double vol, int direction, double dte_days) const 
   return std::max(v, 0.0);
 }
 
+double ScenarioSet::move(int underlying, std::size_t s) const noexcept {
+  for (std::size_t j = 0; j < joint_underlyings.size(); ++j) {
+    if (joint_underlyings[j] == underlying) return joint_moves[j * scenarios.size() + s];
+  }
+  return scenarios[s].move;
+}
+
+double ScenarioSet::loss(const double* pnl, int* at) const {
+  const std::size_t n = scenarios.size();
+  if (measure == LossMeasure::worst) {
+    double worst = 0.0;
+    int where = 0;
+    double least = std::numeric_limits<double>::infinity();
+    for (std::size_t s = 0; s < n; ++s) {
+      const double x = scenarios[s].weight * pnl[s];
+      if (x < least) {
+        least = x;
+        where = static_cast<int>(s);
+      }
+      worst = std::min(worst, x);
+    }
+    if (at) *at = where;
+    return -worst;
+  }
+  // Losses sorted from the largest; VaR is the k-th largest with k = the number
+  // of scenarios in the tail (rounded up: conservative), ES their mean.
+  thread_local std::vector<std::pair<double, int>> losses;
+  losses.resize(n);
+  for (std::size_t s = 0; s < n; ++s) losses[s] = {-pnl[s], static_cast<int>(s)};
+  const auto tail = static_cast<std::size_t>(
+      std::max(1.0, std::ceil((1.0 - confidence) * static_cast<double>(n) - 1e-9)));
+  std::partial_sort(losses.begin(), losses.begin() + static_cast<std::ptrdiff_t>(tail),
+                    losses.end(), [](const auto& x, const auto& y) { return x > y; });
+  if (at) *at = losses[tail - 1].second;
+  if (measure == LossMeasure::var) return std::max(0.0, losses[tail - 1].first);
+  double sum = 0.0;
+  for (std::size_t i = 0; i < tail; ++i) sum += losses[i].first;
+  return std::max(0.0, sum / static_cast<double>(tail));
+}
+
 void ScenarioSet::validate() const {
   if (name.empty()) bad("scenario set name must not be empty");
   if (scenarios.empty()) bad("scenario set '" + name + "' has no scenarios");
@@ -58,10 +98,32 @@ void ScenarioSet::validate() const {
   if (!finite_nonneg(short_option_charge) || !finite_nonneg(delta_charge)) {
     bad("scenario set '" + name + "': charges must be finite and >= 0");
   }
+  if (measure != LossMeasure::worst) {
+    if (!(confidence > 0.0 && confidence < 1.0)) {
+      bad("scenario set '" + name + "': confidence must be in (0, 1)");
+    }
+    for (const auto& sc : scenarios) {
+      if (sc.weight != 1.0) bad("scenario set '" + name + "': VaR/ES scenarios have weight 1");
+    }
+  }
+  if (joint()) {
+    if (joint_moves.size() != joint_underlyings.size() * scenarios.size()) {
+      bad("scenario set '" + name + "': joint moves must be underlyings x scenarios");
+    }
+    for (double m : joint_moves) {
+      if (!(std::isfinite(m) && m > -1.0)) {
+        bad("scenario set '" + name + "': joint moves must be finite and > -1");
+      }
+    }
+    if (short_option_charge != 0.0 || delta_charge != 0.0) {
+      bad("scenario set '" + name + "': add-on charges are per underlying, not for joint sets");
+    }
+  }
 }
 
 int Engine::add_scenario_set(const ScenarioSet& set) {
   set.validate();
+  for (int u : set.joint_underlyings) check_asset(u);
   for (const auto& s : sets_) {
     if (s.name == set.name) bad("duplicate scenario set '" + set.name + "'");
   }
@@ -74,6 +136,13 @@ void Engine::set_underlying_scenarios(int underlying, int scenario_set) {
   check_asset(underlying);
   if (scenario_set < -1 || scenario_set >= static_cast<int>(sets_.size())) {
     bad("unknown scenario set id " + std::to_string(scenario_set));
+  }
+  if (scenario_set >= 0 && sets_[scenario_set].joint()) {
+    const auto& us = sets_[scenario_set].joint_underlyings;
+    if (std::find(us.begin(), us.end(), underlying) == us.end()) {
+      bad("scenario set '" + sets_[scenario_set].name + "' has no moves for asset '" +
+          assets_[underlying].spec.name + "'");
+    }
   }
   underlying_set_[underlying] = scenario_set;
   ++stamp_;
@@ -131,7 +200,7 @@ void Engine::ensure_risk() {
     if (!std::isfinite(mark) || !std::isfinite(index_of(in))) continue;  // rows stay NaN
     if (in.kind != InstrumentKind::option) {
       for (std::size_t s = 0; s < set.scenarios.size(); ++s) {
-        const double m = 1.0 + set.scenarios[s].move;
+        const double m = 1.0 + set.move(in.underlying, s);
         row[s] = in.terms.inverse ? cs * (1.0 / mark - 1.0 / (mark * m)) : cs * mark * (m - 1.0);
       }
       risk_delta_[i] = in.terms.inverse ? cs / mark : cs;
@@ -202,7 +271,7 @@ void Engine::ensure_risk() {
       const InstrumentSpec& in = instruments_[opts[k].id];
       const ScenarioSet& set = sets_[underlying_set_[in.underlying]];
       const Scenario& sc = set.scenarios[std::min(s, set.scenarios.size() - 1)];
-      fwd[k] = opts[k].fwd * (1.0 + sc.move);
+      fwd[k] = opts[k].fwd * (1.0 + set.move(in.underlying, std::min(s, set.scenarios.size() - 1)));
       vol[k] = set.vol.shocked(opts[k].vol, sc.vol, opts[k].dte);
     }
     price_all(false);
@@ -226,16 +295,16 @@ std::vector<double> Engine::risk_row(int instrument) {
   return std::vector<double>(risk_.begin() + off, risk_.begin() + off + set.scenarios.size());
 }
 
-Requirement Engine::group_requirement(int underlying, const double* pnl, double short_units,
-                                      double delta_units, double margin_price) const noexcept {
-  const ScenarioSet& set = sets_[underlying_set_[underlying]];
-  double worst = 0.0;
-  for (std::size_t s = 0; s < set.scenarios.size(); ++s) {
-    worst = std::min(worst, set.scenarios[s].weight * pnl[s]);
+Requirement Engine::group_requirement(int set_id, int underlying, const double* pnl,
+                                      double short_units, double delta_units,
+                                      double margin_price) const {
+  const ScenarioSet& set = sets_[set_id];
+  double mm = set.loss(pnl);
+  if (!set.joint()) {
+    const double usd = assets_[underlying].price / margin_price;  // one unit, margin asset
+    mm += set.short_option_charge * usd * short_units +
+          set.delta_charge * usd * std::fabs(delta_units);
   }
-  const double usd = assets_[underlying].price / margin_price;  // one unit, in margin asset
-  const double mm = -worst + set.short_option_charge * usd * short_units +
-                    set.delta_charge * usd * std::fabs(delta_units);
   return {mm * set.im_factor, mm};
 }
 
@@ -253,14 +322,16 @@ void Engine::refresh_portfolio(Account& a, double& im, double& mm) {
       continue;
     }
     Group* g = nullptr;
+    const int key = group_key(in);
     for (auto& x : a.groups) {
-      if (x.underlying == in.underlying) g = &x;
+      if (x.key == key) g = &x;
     }
     const std::size_t ns = sets_[underlying_set_[in.underlying]].scenarios.size();
     if (!g) {
       a.groups.emplace_back();
       g = &a.groups.back();
-      g->underlying = in.underlying;
+      g->key = key;
+      g->set = underlying_set_[in.underlying];
       g->pnl.assign(ns, 0.0);
       g->pnl_bids.assign(ns, 0.0);
       g->pnl_asks.assign(ns, 0.0);
@@ -285,11 +356,11 @@ void Engine::refresh_portfolio(Account& a, double& im, double& mm) {
     g->delta_asks += qa * d;
   }
   for (Group& g : a.groups) {
-    const Requirement now =
-        group_requirement(g.underlying, g.pnl.data(), g.short_units, g.delta_units, margin_price);
-    const Requirement b = group_requirement(g.underlying, g.pnl_bids.data(), g.short_bids,
+    const Requirement now = group_requirement(g.set, g.key, g.pnl.data(), g.short_units,
+                                              g.delta_units, margin_price);
+    const Requirement b = group_requirement(g.set, g.key, g.pnl_bids.data(), g.short_bids,
                                             g.delta_bids, margin_price);
-    const Requirement s = group_requirement(g.underlying, g.pnl_asks.data(), g.short_asks,
+    const Requirement s = group_requirement(g.set, g.key, g.pnl_asks.data(), g.short_asks,
                                             g.delta_asks, margin_price);
     g.mm = now.mm;
     g.im = std::max({now.im, b.im, s.im});
@@ -301,10 +372,12 @@ void Engine::refresh_portfolio(Account& a, double& im, double& mm) {
 void Engine::portfolio_delta(const Account& a, const InstrumentSpec& in, int instrument,
                              double q, double bids, double asks, double qty, double& d_im,
                              double& d_mm) const {
-  const std::size_t ns = sets_[underlying_set_[in.underlying]].scenarios.size();
+  const int set = underlying_set_[in.underlying];
+  const std::size_t ns = sets_[set].scenarios.size();
   const Group* g = nullptr;
+  const int key = group_key(in);
   for (const auto& x : a.groups) {
-    if (x.underlying == in.underlying) g = &x;
+    if (x.key == key) g = &x;
   }
   thread_local std::vector<double> now, with_bids, with_asks;
   now.assign(ns, 0.0);
@@ -332,9 +405,9 @@ void Engine::portfolio_delta(const Account& a, const InstrumentSpec& in, int ins
   const double du = (g ? g->delta_units : 0.0) + dd, db = (g ? g->delta_bids : 0.0) + dd,
                da = (g ? g->delta_asks : 0.0) + dd;
   const double mp = assets_[a.margin_asset].price;
-  const Requirement r0 = group_requirement(in.underlying, now.data(), su, du, mp);
-  const Requirement rb = group_requirement(in.underlying, with_bids.data(), sb, db, mp);
-  const Requirement ra = group_requirement(in.underlying, with_asks.data(), sa, da, mp);
+  const Requirement r0 = group_requirement(set, key, now.data(), su, du, mp);
+  const Requirement rb = group_requirement(set, key, with_bids.data(), sb, db, mp);
+  const Requirement ra = group_requirement(set, key, with_asks.data(), sa, da, mp);
   d_mm = r0.mm - (g ? g->mm : 0.0);
   d_im = std::max({r0.im, rb.im, ra.im}) - (g ? g->im : 0.0);
 }
@@ -364,10 +437,11 @@ double Engine::portfolio_max_size(Account& a, const InstrumentSpec& in, int inst
   }
   refresh(a);
   const ScenarioSet& set = sets_[underlying_set_[in.underlying]];
+  if (set.measure != LossMeasure::worst || set.joint()) return nan;  // not piecewise linear
   const std::size_t ns = set.scenarios.size();
   const Group* g = nullptr;
   for (const auto& x : a.groups) {
-    if (x.underlying == in.underlying) g = &x;
+    if (x.key == in.underlying) g = &x;
   }
   const double f = to_margin(a, in.settle), cs = in.terms.contract_size;
   const bool opt = in.kind == InstrumentKind::option;
@@ -457,31 +531,24 @@ std::vector<PortfolioGroup> Engine::portfolio(int account) {
   const double margin_price = assets_[a.margin_asset].price;
   const double q = quantum(a);
   for (const Group& g : a.groups) {
-    const ScenarioSet& set = sets_[underlying_set_[g.underlying]];
+    const ScenarioSet& set = sets_[g.set];
     PortfolioGroup pg;
-    pg.underlying = g.underlying;
+    pg.underlying = set.joint() ? -1 : g.key;
+    pg.set = g.set;
     pg.pnl.resize(g.pnl.size());
-    pg.worst = 0;
-    double worst = 0.0;
-    for (std::size_t s = 0; s < g.pnl.size(); ++s) {
-      pg.pnl[s] = set.scenarios[s].weight * g.pnl[s];
-      if (pg.pnl[s] < worst) {
-        worst = pg.pnl[s];
-        pg.worst = static_cast<int>(s);
-      }
+    for (std::size_t s = 0; s < g.pnl.size(); ++s) pg.pnl[s] = set.scenarios[s].weight * g.pnl[s];
+    pg.loss = set.loss(g.pnl.data(), &pg.worst);
+    pg.short_charge = pg.delta_charge = 0.0;
+    if (!set.joint()) {
+      const double usd = assets_[g.key].price / margin_price;
+      pg.short_charge = set.short_option_charge * usd * g.short_units;
+      pg.delta_charge = set.delta_charge * usd * std::fabs(g.delta_units);
     }
-    if (worst == 0.0) {  // no loss anywhere: report the least favourable scenario
-      pg.worst = static_cast<int>(std::min_element(pg.pnl.begin(), pg.pnl.end()) - pg.pnl.begin());
-    }
-    const double usd = assets_[g.underlying].price / margin_price;
-    pg.loss = -worst;
-    pg.short_charge = set.short_option_charge * usd * g.short_units;
-    pg.delta_charge = set.delta_charge * usd * std::fabs(g.delta_units);
     pg.mm = round_up(g.mm, q);
     pg.im = round_up(g.im, q);
     for (const Position& p : a.positions) {
       const InstrumentSpec& in = instruments_[p.instrument];
-      if (in.underlying != g.underlying || !in_portfolio(a, in)) continue;
+      if (!in_portfolio(a, in) || group_key(in) != g.key) continue;
       pg.instruments.push_back(p.instrument);
       pg.contribution.push_back(set.scenarios[pg.worst].weight * p.size *
                                 to_margin(a, in.settle) *

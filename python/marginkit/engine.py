@@ -397,6 +397,9 @@ class Engine:
         im_factor: float = 1.0,
         short_option_charge: float = 0.0,
         delta_charge: float = 0.0,
+        measure: str = "worst",
+        confidence: float = 0.99,
+        joint_moves: dict[str, Sequence[float]] | None = None,
     ) -> int:
         """Adds a scenario set (see :mod:`marginkit.scenarios` for the method and
         presets: ``eng.add_scenario_set("deribit", **scenarios.deribit())``).
@@ -406,6 +409,13 @@ class Engine:
         at ``min_vol_up``; down ``vol (1 - vol_down g)`` floored at 0; ``g = 1``, or
         ``(pivot_days / max(DTE, floor_days))^p`` with ``p = p_short`` under the
         pivot and ``p_long`` beyond when ``scale_by_dte``.
+
+        ``measure``: ``"worst"`` (largest weighted loss), or ``"var"`` / ``"es"``
+        (value-at-risk / expected shortfall at ``confidence`` over equally likely
+        scenarios). ``joint_moves``: ``{underlying: [move per scenario]}`` for a
+        historical set that moves several underlyings together (see
+        :func:`marginkit.scenarios.historical`); positions on all of them are then
+        margined as one portfolio, and the scenarios' own moves are unused.
         """
         rows = [tuple(s) for s in scenarios]
         if any(len(r) != 3 for r in rows):
@@ -414,6 +424,21 @@ class Engine:
         vols = [int(r[1]) for r in rows]
         weights = [_finite(f"scenarios[{i}].weight", r[2], nonneg=True)
                    for i, r in enumerate(rows)]
+        measures = {"worst": 0, "var": 1, "es": 2}
+        if measure not in measures:
+            raise ValueError(f"measure must be 'worst', 'var' or 'es', got {measure!r}")
+        joint_ids: list[int] = []
+        flat: list[float] = []
+        for name_u, moves_u in (joint_moves or {}).items():
+            col = np.asarray(moves_u, dtype=np.float64)
+            if col.shape != (len(rows),):
+                raise ValueError(f"joint_moves[{name_u!r}] must have one move per scenario "
+                                 f"({len(rows)}), got shape {col.shape}")
+            bad = np.flatnonzero(~np.isfinite(col) | (col <= -1.0))
+            if bad.size:
+                raise ValueError(f"joint_moves[{name_u!r}][{int(bad[0])}] must be finite and > -1")
+            joint_ids.append(self._asset(name_u))
+            flat.extend(col.tolist())
         return self._core.add_scenario_set(
             str(name), moves, vols, weights, _finite("vol_up", vol_up, nonneg=True),
             _finite("vol_down", vol_down, nonneg=True), bool(relative), bool(scale_by_dte),
@@ -422,7 +447,8 @@ class Engine:
             _finite("p_long", p_long), _finite("min_vol_up", min_vol_up, nonneg=True),
             _finite("im_factor", im_factor), _finite("short_option_charge",
                                                      short_option_charge, nonneg=True),
-            _finite("delta_charge", delta_charge, nonneg=True))
+            _finite("delta_charge", delta_charge, nonneg=True), measures[measure],
+            _finite("confidence", confidence), joint_ids, flat)
 
     def _scenario_set(self, key: str | int) -> int:
         names = {self._core.scenario_set_name(i): i
@@ -434,6 +460,14 @@ class Engine:
         (None: standard margin for it)."""
         sid = -1 if scenario_set is None else self._scenario_set(scenario_set)
         self._core.set_underlying_scenarios(self._asset(underlying), sid)
+
+    def scenario_set_info(self, scenario_set: str | int) -> dict[str, Any]:
+        """A scenario set's name, scenarios ``(move, vol, weight)``, IM factor and
+        add-on charges."""
+        name, scen, im_factor, short_charge, delta_charge = self._core.scenario_set(
+            self._scenario_set(scenario_set))
+        return {"name": name, "scenarios": scen, "im_factor": im_factor,
+                "short_option_charge": short_charge, "delta_charge": delta_charge}
 
     def set_mode(self, account: str | int, mode: str) -> None:
         """``"cross"`` (per-position standard margin, summed) or ``"portfolio"``
@@ -460,7 +494,9 @@ class Engine:
         worst scenario (margin asset)."""
         out = self._core.portfolio(self._acct(account))
         for group in out:
-            group["underlying"] = self._core.asset_name(group["underlying"])
+            u = group["underlying"]
+            group["underlying"] = None if u < 0 else self._core.asset_name(u)
+            group["set"] = self._core.scenario_set_name(group["set"])
             group["instruments"] = [self._core.instrument_name(i) for i in group["instruments"]]
         return out
 

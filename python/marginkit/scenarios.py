@@ -21,13 +21,19 @@ Presets (functions returning keyword arguments of
   range, each with vol up and down, and two extreme moves (+-2 x range, vol
   unchanged) counted at 35 %.
 * :func:`simple_grid` - price -15 % to +15 % in 5 % steps x vol -25 % / 0 / +25 %.
+* :func:`historical` - joint return vectors of several underlyings (a series the
+  user supplies): each row is a scenario that moves them together; the loss is
+  value-at-risk or expected shortfall at a confidence level.
+* :class:`EwmaRange` - dynamic margin: a price range that follows an EWMA
+  volatility estimate, with a floor, a cap and a limit on its speed; scale a
+  grid with it (``deribit(price_range=rng.update(price))``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["deribit", "simple_grid", "span"]
+__all__ = ["EwmaRange", "deribit", "historical", "simple_grid", "span"]
 
 
 def deribit(*, price_range: float = 0.16, steps: int = 4, vol_up: float = 0.5,
@@ -74,6 +80,80 @@ def span(*, scan_range: float, vol_range: float, relative_vol: bool = False,
         "relative": relative_vol, "scale_by_dte": False, "im_factor": im_factor,
         "short_option_charge": short_option_charge,
     }
+
+
+def historical(returns: dict[str, Any], *, measure: str = "es", confidence: float = 0.99,
+               im_factor: float = 1.0) -> dict[str, Any]:
+    """A historical set from joint returns ``{underlying: array of returns}``
+    (simple returns, one row per date, aligned across underlyings).
+
+    VaR: the loss exceeded in at most ``1 - confidence`` of the scenarios
+    (the empirical quantile, rounded to the conservative side); ES: the mean of
+    the losses in that tail. Volatilities are not shocked.
+    """
+    import numpy as np
+
+    if measure not in ("var", "es"):
+        raise ValueError(f"measure must be 'var' or 'es', got {measure!r}")
+    cols = {name: np.asarray(r, dtype=np.float64) for name, r in returns.items()}
+    lengths = {c.shape for c in cols.values()}
+    if len(lengths) != 1 or len(next(iter(lengths))) != 1:
+        raise ValueError("returns must be 1-D arrays of one common length")
+    n = next(iter(cols.values())).shape[0]
+    if n == 0:
+        raise ValueError("returns must not be empty")
+    return {"scenarios": [(0.0, 0, 1.0)] * n, "measure": measure, "confidence": confidence,
+            "im_factor": im_factor, "joint_moves": cols}
+
+
+class EwmaRange:
+    """A price range that follows an EWMA volatility estimate (dynamic margin).
+
+    On each :meth:`update` with a new price, the variance estimate moves to
+    ``lambda var + (1 - lambda) r^2`` (``r`` the log return, ``lambda =
+    0.5^(1/half_life)`` in updates), and the range becomes ``multiplier x vol x
+    sqrt(horizon)``, clamped to ``[floor, cap]`` and moved at most ``max_step``
+    (relative) from the previous range per update.
+    """
+
+    def __init__(self, *, half_life: float, multiplier: float, floor: float, cap: float,
+                 max_step: float = 0.25, horizon: float = 1.0, initial_vol: float | None = None):
+        for name, value in (("half_life", half_life), ("multiplier", multiplier),
+                            ("floor", floor), ("cap", cap), ("max_step", max_step),
+                            ("horizon", horizon)):
+            if not (value > 0 and value < float("inf")):
+                raise ValueError(f"{name} must be finite and > 0 (got {value})")
+        if floor > cap:
+            raise ValueError(f"floor {floor} must not exceed cap {cap}")
+        self.lam = 0.5 ** (1.0 / half_life)
+        self.multiplier, self.floor, self.cap = multiplier, floor, cap
+        self.max_step, self.horizon = max_step, horizon
+        self.variance = None if initial_vol is None else float(initial_vol) ** 2
+        self.range = floor if initial_vol is None else self._target()
+        self._last: float | None = None
+
+    def _target(self) -> float:
+        import math
+
+        vol = math.sqrt(self.variance or 0.0)
+        return min(self.cap, max(self.floor, self.multiplier * vol * math.sqrt(self.horizon)))
+
+    def update(self, price: float) -> float:
+        """Feeds a price; returns the new range."""
+        import math
+
+        if not (price > 0 and math.isfinite(price)):
+            raise ValueError(f"price must be finite and > 0 (got {price})")
+        if self._last is not None:
+            r = math.log(price / self._last)
+            self.variance = r * r if self.variance is None else (
+                self.lam * self.variance + (1.0 - self.lam) * r * r)
+            target = self._target()
+            step = self.max_step * self.range
+            self.range = min(max(target, self.range - step), self.range + step)
+            self.range = min(self.cap, max(self.floor, self.range))
+        self._last = float(price)
+        return self.range
 
 
 def simple_grid(*, im_factor: float = 1.0) -> dict[str, Any]:

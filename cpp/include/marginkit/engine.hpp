@@ -101,7 +101,8 @@ struct UnderlyingGreeks {
 
 // Portfolio margin of one underlying in one account (margin asset units).
 struct PortfolioGroup {
-  int underlying;
+  int underlying;                      // -1 for a joint (historical) set
+  int set;
   int worst;                           // scenario index of the largest weighted loss
   double loss, short_charge, delta_charge, mm, im;
   std::vector<double> pnl;             // weighted P&L per scenario
@@ -273,7 +274,8 @@ class Engine {
   // Cached scenario P&L of one underlying (unweighted, margin asset), as the
   // positions stand and with all resting bids / all resting asks filled.
   struct Group {
-    int underlying = -1;
+    int key = -1;  // the underlying, or -1 - set id for a joint (historical) set
+    int set = -1;
     std::vector<double> pnl, pnl_bids, pnl_asks;
     double short_units = 0.0, short_bids = 0.0, short_asks = 0.0;
     double delta_units = 0.0, delta_bids = 0.0, delta_asks = 0.0;
@@ -340,8 +342,12 @@ class Engine {
     return a.mode == MarginMode::portfolio && underlying_set_[in.underlying] >= 0;
   }
   // MM and IM of one underlying from scenario P&L, short units and delta units.
-  Requirement group_requirement(int underlying, const double* pnl, double short_units,
-                                double delta_units, double margin_price) const noexcept;
+  Requirement group_requirement(int set, int underlying, const double* pnl, double short_units,
+                                double delta_units, double margin_price) const;
+  int group_key(const InstrumentSpec& in) const noexcept {
+    const int set = underlying_set_[in.underlying];
+    return sets_[set].joint() ? -1 - set : in.underlying;
+  }
   void refresh_portfolio(Account& a, double& im, double& mm);
   // Change of the account's IM and MM if `qty` of a portfolio instrument traded:
   // its group's scenario vectors plus qty x row, no revaluation.

@@ -34,6 +34,11 @@ struct Scenario {
   double weight = 1.0;     // scenario P&L counts at this weight (damping, SPAN 35 %)
 };
 
+// How a set turns scenario P&L into a loss: the largest weighted loss (grids),
+// or value-at-risk / expected shortfall at `confidence` over equally likely
+// scenarios (historical sets; weights must be 1).
+enum class LossMeasure : std::int8_t { worst = 0, var = 1, es = 2 };
+
 // Portfolio requirement of one underlying:
 //   MM = max(0, -min_s weight_s x P&L_s) + short_option_charge x index x net short
 //        option units + delta_charge x index x |net delta units|
@@ -45,6 +50,21 @@ struct ScenarioSet {
   double im_factor = 1.0;
   double short_option_charge = 0.0;
   double delta_charge = 0.0;
+  LossMeasure measure = LossMeasure::worst;
+  double confidence = 0.99;
+  // Joint (historical) sets move several underlyings together: scenario s moves
+  // joint_underlyings[j] by joint_moves[j * size + s] (scenarios[s].move is then
+  // unused), and positions on all of them are margined as one group. Add-on
+  // charges are per underlying and must be 0 for joint sets.
+  std::vector<int> joint_underlyings;
+  std::vector<double> joint_moves;
+
+  bool joint() const noexcept { return !joint_underlyings.empty(); }
+  // The move of `underlying` in scenario s.
+  double move(int underlying, std::size_t s) const noexcept;
+  // The loss (>= 0) of the P&L vector under this set's measure; `at` receives
+  // the scenario the loss is read at (worst, or the VaR quantile).
+  double loss(const double* pnl, int* at = nullptr) const;
 
   // Throws std::invalid_argument with a reason.
   void validate() const;
