@@ -111,49 +111,35 @@ class EwmaRange:
 
     On each :meth:`update` with a new price, the variance estimate moves to
     ``lambda var + (1 - lambda) r^2`` (``r`` the log return, ``lambda =
-    0.5^(1/half_life)`` in updates), and the range becomes ``multiplier x vol x
-    sqrt(horizon)``, clamped to ``[floor, cap]`` and moved at most ``max_step``
-    (relative) from the previous range per update.
+    0.5^(1/half_life)``, the half-life counted in updates), and the range becomes
+    ``multiplier x vol x sqrt(horizon)``, clamped to ``[floor, cap]`` and moved at
+    most ``max_step`` (relative to the current range) per update, so one print
+    cannot make margin jump. ``initial_vol`` seeds the estimate (per update).
+    The estimator runs in the C++ core.
     """
 
     def __init__(self, *, half_life: float, multiplier: float, floor: float, cap: float,
-                 max_step: float = 0.25, horizon: float = 1.0, initial_vol: float | None = None):
-        for name, value in (("half_life", half_life), ("multiplier", multiplier),
-                            ("floor", floor), ("cap", cap), ("max_step", max_step),
-                            ("horizon", horizon)):
-            if not (value > 0 and value < float("inf")):
-                raise ValueError(f"{name} must be finite and > 0 (got {value})")
-        if floor > cap:
-            raise ValueError(f"floor {floor} must not exceed cap {cap}")
-        self.lam = 0.5 ** (1.0 / half_life)
-        self.multiplier, self.floor, self.cap = multiplier, floor, cap
-        self.max_step, self.horizon = max_step, horizon
-        self.variance = None if initial_vol is None else float(initial_vol) ** 2
-        self.range = floor if initial_vol is None else self._target()
-        self._last: float | None = None
+                 max_step: float = 0.25, horizon: float = 1.0,
+                 initial_vol: float | None = None) -> None:
+        from . import _core
 
-    def _target(self) -> float:
-        import math
-
-        vol = math.sqrt(self.variance or 0.0)
-        return min(self.cap, max(self.floor, self.multiplier * vol * math.sqrt(self.horizon)))
+        self._core = _core.EwmaRange(float(half_life), float(multiplier), float(floor),
+                                     float(cap), float(max_step), float(horizon),
+                                     None if initial_vol is None else float(initial_vol))
 
     def update(self, price: float) -> float:
         """Feeds a price; returns the new range."""
-        import math
+        return self._core.update(float(price))
 
-        if not (price > 0 and math.isfinite(price)):
-            raise ValueError(f"price must be finite and > 0 (got {price})")
-        if self._last is not None:
-            r = math.log(price / self._last)
-            self.variance = r * r if self.variance is None else (
-                self.lam * self.variance + (1.0 - self.lam) * r * r)
-            target = self._target()
-            step = self.max_step * self.range
-            self.range = min(max(target, self.range - step), self.range + step)
-            self.range = min(self.cap, max(self.floor, self.range))
-        self._last = float(price)
-        return self.range
+    @property
+    def range(self) -> float:
+        """The current range (a fraction of the price)."""
+        return self._core.range
+
+    @property
+    def vol(self) -> float:
+        """The current volatility estimate per update (NaN before the first return)."""
+        return self._core.vol
 
 
 def simple_grid(*, im_factor: float = 1.0) -> dict[str, Any]:
