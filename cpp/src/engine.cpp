@@ -194,6 +194,7 @@ bool Engine::set_mark(int instrument, double mark, double time) {
   if (time < m.time) return false;
   m.value = mark;
   m.time = time;
+  vols_[instrument] = std::numeric_limits<double>::quiet_NaN();  // implied from the mark
   ++stamp_;
   return true;
 }
@@ -206,6 +207,7 @@ bool Engine::set_forward(int underlying, std::int64_t expiry, double forward, do
   Mark& m = forwards_[forward_key(underlying, expiry)];
   if (time < m.time) return false;
   m = Mark{forward, time};
+  ++stamp_;
   return true;
 }
 
@@ -217,6 +219,7 @@ double Engine::forward(int underlying, std::int64_t expiry) const {
 
 void Engine::set_rate(double rate) {
   if (!std::isfinite(rate)) bad("rate must be finite");
+  if (rate != rate_) ++stamp_;
   rate_ = rate;
 }
 
@@ -972,17 +975,25 @@ OrderCheck Engine::check_order(int account, int instrument, double qty, double p
   const double qm = quantum(a);
   const double f = to_margin(a, in.settle);
   const double cs = in.terms.contract_size;
-  double d_equity, d_im = 0.0, d_mm = 0.0;
+  // Equity after the fill, exactly as fill() + summary() would see it: the cash
+  // flow (premium, realised P&L, spot proceeds) and the fee land on balances,
+  // whose value is haircut tier by tier; the position's own equity moves too.
+  // `gain` is the part of the change that is an immediate profit against the
+  // mark (before fees): it is reported in equity_after but, like Binance's "open
+  // loss", never counted toward approving the order.
+  const double fee = trade_fee(in, qty, price);
+  const double mp = assets_[a.margin_asset].price;
+  auto cv_delta = [&](int asset, double amount) {
+    const auto& tiers = assets_[asset].spec.tiers;
+    const double b = a.balances[asset], px = assets_[asset].price;
+    return (collateral_value(tiers, b + amount, px) - collateral_value(tiers, b, px)) / mp;
+  };
+  double d_equity, gain, d_im = 0.0, d_mm = 0.0;
   if (in.kind == InstrumentKind::spot) {
-    const int u = in.underlying, s = in.settle;
-    const double pu = assets_[u].price, ps = assets_[s].price;
-    const double bu = a.balances[u], bs = a.balances[s];
-    const double cash = -qty * cs * price - trade_fee(in, qty, price);
-    const auto& tu = assets_[u].spec.tiers;
-    const auto& ts = assets_[s].spec.tiers;
-    d_equity = (collateral_value(tu, bu + qty * cs, pu) - collateral_value(tu, bu, pu) +
-                collateral_value(ts, bs + cash, ps) - collateral_value(ts, bs, ps)) /
-               assets_[a.margin_asset].price;
+    const double cash = -qty * cs * price;
+    const double d_base = cv_delta(in.underlying, qty * cs);
+    d_equity = d_base + cv_delta(in.settle, cash - fee);
+    gain = std::max(0.0, d_base + cv_delta(in.settle, cash));
   } else {
     if (in_portfolio(a, in)) {
       portfolio_delta(a, in, instrument, q, bids, asks, qty, d_im, d_mm);
@@ -992,14 +1003,20 @@ OrderCheck Engine::check_order(int account, int instrument, double qty, double p
       d_im = after.im - before.im;
       d_mm = after.mm - before.mm;
     }
-    const double mark = mk.value;
-    const double mtm = (in.terms.inverse && !opt) ? qty * cs * (1.0 / price - 1.0 / mark)
-                                                  : qty * cs * (mark - price);
-    d_equity = (mtm - trade_fee(in, qty, price)) * f;
+    Position next;
+    next.instrument = instrument;
+    next.size = q;
+    next.entry = entry;
+    const double cash = fill_cash(a, in, next, qty, price);  // a is not touched (not spot)
+    const double d_pos = contribution(a, in, next.size, 0.0, 0.0, next.entry).equity -
+                         contribution(a, in, q, 0.0, 0.0, entry).equity;
+    d_equity = cv_delta(in.settle, cash - fee) + d_pos;
+    gain = std::max(0.0, cv_delta(in.settle, cash) + d_pos);
   }
-  const double eq_before = round_down(a.collateral + a.sum_pos_equity, qm);
+  const double eq_now = a.collateral + a.sum_pos_equity;
+  const double eq_before = round_down(eq_now, qm);
   const double im_before = round_up(a.sum_im, qm);
-  r.equity_after = round_down(a.collateral + a.sum_pos_equity + d_equity, qm);
+  r.equity_after = round_down(eq_now + d_equity, qm);
   r.im_after = round_up(a.sum_im + d_im, qm);
   r.mm_after = round_up(a.sum_mm + d_mm, qm);
   r.available_after = r.equity_after - r.im_after;
@@ -1009,7 +1026,9 @@ OrderCheck Engine::check_order(int account, int instrument, double qty, double p
     return r;
   }
   const double floor = increases ? 0.0 : std::min(0.0, eq_before - im_before);
-  if (r.available_after >= floor) {
+  const double counted = gain > 0.0 ? round_down(eq_now + d_equity - gain, qm) - r.im_after
+                                    : r.available_after;
+  if (counted >= floor) {
     r.accepted = true;
   } else {
     r.reason = Reason::insufficient_margin;

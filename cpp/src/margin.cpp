@@ -168,20 +168,20 @@ double scale_back(double n, double quantum) noexcept {
 }
 // A result within float error of a multiple is that multiple: a few ulps of
 // error in an exact amount must not cost (or give) a whole cent. The slack is
-// 1e-14 relative (plus 1e-9 of a quantum): far below any quantum that matters.
-double slack(double n) noexcept { return 1e-9 + std::fabs(n) * 1e-14; }
+// relative (1e-14), so a tiny but real requirement still rounds up to a quantum.
+double slack(double n) noexcept { return std::fabs(n) * 1e-14; }
 }  // namespace
 
 double round_up(double x, double quantum) noexcept {
   if (!(quantum > 0.0) || !std::isfinite(x)) return x;
   const double n = x / quantum;
-  return scale_back(std::ceil(n - slack(n)), quantum);
+  return scale_back(std::ceil(n - slack(n)), quantum) + 0.0;  // + 0.0: never -0
 }
 
 double round_down(double x, double quantum) noexcept {
   if (!(quantum > 0.0) || !std::isfinite(x)) return x;
   const double n = x / quantum;
-  return scale_back(std::floor(n + slack(n)), quantum);
+  return scale_back(std::floor(n + slack(n)), quantum) + 0.0;
 }
 
 }  // namespace marginkit

@@ -446,13 +446,18 @@ double Engine::portfolio_max_size(Account& a, const InstrumentSpec& in, int inst
   const double f = to_margin(a, in.settle), cs = in.terms.contract_size;
   const bool opt = in.kind == InstrumentKind::option;
   const double mark = marks_[instrument].value;
-  // Equity: E0 + e1 x (mark-to-market of the fill and its fee).
+  // Equity counted toward approval: E0 + e1 x, the fill's mark-to-market loss
+  // (gains are not counted) and its fee. Linear only while cash lands on a
+  // balance without haircuts; otherwise leave it to the general search.
+  for (const auto& tier : assets_[in.settle].spec.tiers) {
+    if (tier.haircut != 0.0) return nan;
+  }
   const double per_unit_mtm = (in.terms.inverse && !opt) ? cs * (1.0 / price - 1.0 / mark)
                                                          : cs * (mark - price);
   const double per_unit_fee =
       in.taker_fee * ((in.terms.inverse && !opt) ? cs / price : cs * price);
   const double e0 = a.collateral + a.sum_pos_equity;
-  const double e1 = (side * per_unit_mtm - per_unit_fee) * f;
+  const double e1 = (std::min(0.0, side * per_unit_mtm) - per_unit_fee) * f;
   const double other_im = a.sum_im - (g ? g->im : 0.0);
   const double k = set.im_factor;
   const double u = assets_[in.underlying].price / assets_[a.margin_asset].price;

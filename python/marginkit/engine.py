@@ -87,6 +87,16 @@ def _finite(name: str, value: Any, *, positive: bool = False, nonneg: bool = Fal
     return x
 
 
+def _loose_id(table: dict[str, int], key: Any) -> int:
+    """A name or integer-like id as an id; -1 (the core's "unknown") otherwise."""
+    if isinstance(key, str):
+        return table.get(key, -1)
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        k = int(key)
+        return k if -(2**31) <= k < 2**31 else -1
+    return -1
+
+
 def _epoch(value: Any, name: str = "expiry") -> int:
     if isinstance(value, datetime):
         if value.tzinfo is None:
@@ -238,6 +248,9 @@ class Engine:
         down). ``price``: its USD price now (or set it later with
         :meth:`set_price`).
         """
+        if price is not None:
+            price = _finite("price", price, positive=True)
+            time = _finite("time", time)
         tiers = list(haircuts or [])
         upto = [_finite(f"haircuts[{i}].upto", u, positive=True) if u != math.inf else math.inf
                 for i, (u, _) in enumerate(tiers)]
@@ -269,6 +282,18 @@ class Engine:
         """
         if name in self._models:
             raise ValueError(f"duplicate model {name!r}")
+        allowed = {"linear_rate": {"im_base", "im_slope", "mm_base", "mm_slope"},
+                   "tiered": {"brackets"},
+                   "option_standard": {"im_otm", "im_min", "mm", "mm_mark_call", "mm_mark_put",
+                                       "liq_fee"}}
+        if kind not in allowed:
+            raise ValueError(f"unknown model kind {kind!r} (linear_rate, tiered, option_standard)")
+        unknown = sorted(set(params) - allowed[kind])
+        if unknown:
+            raise ValueError(f"unknown parameter(s) for {kind}: {unknown}")
+        missing = sorted(allowed[kind] - set(params)) if kind != "option_standard" else []
+        if missing:
+            raise ValueError(f"missing parameter(s) for {kind}: {missing}")
         if kind == "linear_rate":
             mid = self._core.add_model_linear_rate(
                 str(name), *(_finite(k, params.pop(k))
@@ -286,10 +311,6 @@ class Engine:
                         "mm_mark_put": 0.075, "liq_fee": 0.0}
             args = [_finite(k, params.pop(k, v)) for k, v in defaults.items()]
             mid = self._core.add_model_option_standard(str(name), *args)
-        else:
-            raise ValueError(f"unknown model kind {kind!r} (linear_rate, tiered, option_standard)")
-        if params:
-            raise ValueError(f"unknown parameter(s) for {kind}: {sorted(params)}")
         self._models[name] = mid
         return mid
 
@@ -330,6 +351,9 @@ class Engine:
             expiry = spec.expiry if expiry is None else expiry
         if kind not in _KINDS:
             raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
+        if mark is not None:
+            mark = _finite("mark", mark, nonneg=True, positive=kind != "option")
+            time = _finite("time", time)
         if isinstance(model, str):
             if model not in self._models:
                 raise ValueError(f"unknown model {model!r}")
@@ -704,8 +728,14 @@ class Engine:
         reduce-only; orders that reduce the position pass unless they make
         available margin worse than it is (or below zero).
         """
-        a = account if account.__class__ is int else self._accounts.get(account, -1)
-        i = instrument if instrument.__class__ is int else self._instruments.get(instrument, -1)
+        if account.__class__ is int and -2147483648 <= account <= 2147483647:
+            a = account
+        else:
+            a = _loose_id(self._accounts, account)
+        if instrument.__class__ is int and -2147483648 <= instrument <= 2147483647:
+            i = instrument
+        else:
+            i = _loose_id(self._instruments, instrument)
         return self._core.check_order(a, i, qty, price)
 
     def max_order_size(self, account: str | int, instrument: str | int, side: str | int,

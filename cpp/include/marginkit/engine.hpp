@@ -163,7 +163,11 @@ class Engine {
   double forward(int underlying, std::int64_t expiry) const;  // NaN if unknown
   double price(int asset) const { return assets_.at(asset).price; }
   double mark(int instrument) const { return marks_.at(instrument).value; }
-  void set_now(double now) noexcept { now_ = now; }
+  // The clock moves option times to expiry: risk arrays follow it.
+  void set_now(double now) noexcept {
+    if (now != now_) ++stamp_;
+    now_ = now;
+  }
   double now() const noexcept { return now_; }
   void set_max_age(double seconds) noexcept { max_age_ = seconds; }
   double max_age() const noexcept { return max_age_; }
