@@ -449,6 +449,7 @@ std::vector<UnderlyingGreeks> Engine::net_greeks(int account) {
 
 void Engine::evaluate_all(double* equity, double* im, double* mm, double* available,
                           std::int8_t* state) {
+  ensure_risk();  // once, here: refreshing accounts on many threads only reads it
   parallel_for(accounts_.size(), 4096, [&](std::size_t b, std::size_t e) {
     for (std::size_t i = b; i < e; ++i) {
       Account& a = accounts_[i];

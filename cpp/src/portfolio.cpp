@@ -200,8 +200,9 @@ void Engine::ensure_risk() {
     if (!std::isfinite(mark) || !std::isfinite(index_of(in))) continue;  // rows stay NaN
     if (in.kind != InstrumentKind::option) {
       for (std::size_t s = 0; s < set.scenarios.size(); ++s) {
-        const double m = 1.0 + set.move(in.underlying, s);
-        row[s] = in.terms.inverse ? cs * (1.0 / mark - 1.0 / (mark * m)) : cs * mark * (m - 1.0);
+        const double move = set.move(in.underlying, s);
+        // Inverse: 1/mark - 1/(mark (1 + move)) = move / (mark (1 + move)), without cancellation.
+        row[s] = in.terms.inverse ? cs * move / (mark * (1.0 + move)) : cs * mark * move;
       }
       risk_delta_[i] = in.terms.inverse ? cs / mark : cs;
       continue;
