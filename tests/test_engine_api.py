@@ -463,6 +463,32 @@ def test_orders_alone_need_initial_margin(eng):
     assert eng.summary("alice").im == 0.0
 
 
+# ---- gains against the mark ------------------------------------------------------------------
+
+
+def test_gains_against_the_mark_never_approve_an_order(eng):
+    """Buying below the mark shows the gain in equity_after / available_after, but
+    the order is approved only as if it traded at the mark."""
+    eng.add_account("carol", "USD")
+    eng.deposit("carol", "USD", 1_000.0)
+    c = eng.check_order("carol", "BTC-USD-PERP", 1.0, 97_000.0)  # IM 2,005; gain 3,000
+    assert c.im_after == pytest.approx(lin_req(1.0, 100_000.0)[0], abs=0.01)
+    assert c.equity_after == pytest.approx(4_000.0, abs=0.01)
+    assert c.available_after == pytest.approx(1_995.0, abs=0.01)
+    assert (c.accepted, c.reason) == (False, "insufficient_margin")
+    c = eng.check_order("carol", "BTC-USD-PERP", 0.4, 97_000.0)  # IM 800.80 < 1,000
+    assert (c.accepted, c.reason) == (True, "ok")
+    # So the largest buy is the same at the mark and at any better price (no fees),
+    # and it is finite however good the price.
+    at_mark = eng.max_order_size("carol", "BTC-USD-PERP", "buy", 100_000.0)
+    assert 0.4 < at_mark < 0.5
+    for price in (99_000.0, 97_000.0, 50_000.0, 1.0):
+        assert eng.max_order_size("carol", "BTC-USD-PERP", "buy", price) == at_mark
+    assert eng.max_order_size("carol", "BTC-USD-PERP", "sell", 103_000.0) == at_mark
+    # A worse price costs margin: the loss against the mark counts.
+    assert eng.max_order_size("carol", "BTC-USD-PERP", "buy", 101_000.0) < at_mark
+
+
 # ---- withdrawals ---------------------------------------------------------------------------
 
 

@@ -723,10 +723,14 @@ class Engine:
         Returns an :class:`OrderCheck` (``accepted``, ``reason``, ``im_after``,
         ``mm_after``, ``equity_after``, ``available_after``); bad arguments give a
         rejection with a reason code, never an exception. Incremental: only the
-        order's instrument is re-evaluated. Orders that increase risk need
-        ``available_after >= 0``, fresh prices and a state better than
-        reduce-only; orders that reduce the position pass unless they make
-        available margin worse than it is (or below zero).
+        order's instrument is re-evaluated. ``equity_after`` is what the account
+        would hold after the fill (cash on haircut balances included); for the
+        decision, an immediate gain against the mark is not counted (Binance's
+        "open loss": a price better than the mark never approves an order).
+        Orders that increase risk need that counted available margin ``>= 0``,
+        fresh prices and a state better than reduce-only; orders that reduce the
+        position pass unless they make available margin worse than it is (or
+        below zero).
         """
         if account.__class__ is int and -2147483648 <= account <= 2147483647:
             a = account
@@ -741,8 +745,9 @@ class Engine:
     def max_order_size(self, account: str | int, instrument: str | int, side: str | int,
                        price: float) -> float:
         """The largest quantity (>= 0) of a buy or sell at ``price`` that
-        :meth:`check_order` accepts, exact to the last bit across bracket edges
-        (``inf`` if margin never binds, e.g. a price far better than the mark)."""
+        :meth:`check_order` accepts, exact to the last bit across bracket edges.
+        In portfolio mode the boundary is solved in closed form (the requirement
+        is piecewise linear in the order size). ``inf`` if margin never binds."""
         s = {"buy": 1, "sell": -1, 1: 1, -1: -1}.get(side)
         if s is None:
             raise ValueError(f"side must be 'buy', 'sell', +1 or -1, got {side!r}")
