@@ -915,6 +915,62 @@ Engine::LiquidationPrices Engine::liquidation_prices(int account, int underlying
 
 // ---- pre-trade -----------------------------------------------------------------
 
+// The effect of a trade of signed qty at price with `fee` (settlement asset) on
+// the account, exactly as fill() + summary() would see it: the cash flow
+// (premium, realised P&L, spot proceeds) and the fee land on balances, whose
+// value is haircut tier by tier; the position's own equity moves too. `gain` is
+// the part of the change that is an immediate profit against the mark (before
+// fees): check_order reports it but, like Binance's "open loss", never counts it
+// toward approving an order. Requirements: the position's model, or its
+// portfolio group's scenario vectors (no revaluation).
+Engine::TradeEffect Engine::trade_effect(Account& a, const InstrumentSpec& in, int instrument,
+                                         double qty, double price, double fee) {
+  double q = 0.0, bids = 0.0, asks = 0.0, entry = 0.0;
+  for (const Position& p : a.positions) {
+    if (p.instrument == instrument) {
+      q = p.size;
+      bids = p.bids;
+      asks = p.asks;
+      entry = p.entry;
+      break;
+    }
+  }
+  const double q_new = q + qty;
+  const double cs = in.terms.contract_size;
+  const double mp = assets_[a.margin_asset].price;
+  auto cv_delta = [&](int asset, double amount) {
+    const auto& tiers = assets_[asset].spec.tiers;
+    const double b = a.balances[asset], px = assets_[asset].price;
+    return (collateral_value(tiers, b + amount, px) - collateral_value(tiers, b, px)) / mp;
+  };
+  TradeEffect t;
+  if (in.kind == InstrumentKind::spot) {
+    const double cash = -qty * cs * price;
+    const double d_base = cv_delta(in.underlying, qty * cs);
+    t.d_equity = d_base + cv_delta(in.settle, cash - fee);
+    t.gain = std::max(0.0, d_base + cv_delta(in.settle, cash));
+    return t;
+  }
+  if (in_portfolio(a, in)) {
+    portfolio_delta(a, in, instrument, q, bids, asks, qty, t.d_im, t.d_mm);
+  } else {
+    const Contribution before = contribution(a, in, q, bids, asks, entry);
+    const Contribution after = contribution(a, in, q_new, bids, asks, entry);
+    t.d_im = after.im - before.im;
+    t.d_mm = after.mm - before.mm;
+  }
+  Position next;
+  next.instrument = instrument;
+  next.size = q;
+  next.entry = entry;
+  const double cash = fill_cash(a, in, next, qty, price);  // a is not touched (not spot)
+  const double d_pos = contribution(a, in, next.size, 0.0, 0.0, next.entry).equity -
+                       contribution(a, in, q, 0.0, 0.0, entry).equity;
+  t.d_equity = cv_delta(in.settle, cash - fee) + d_pos;
+  t.gain = std::max(0.0, cv_delta(in.settle, cash) + d_pos);
+  return t;
+}
+
 OrderCheck Engine::check_order(int account, int instrument, double qty, double price) {
   OrderCheck r;
   if (account < 0 || account >= static_cast<int>(accounts_.size())) {
@@ -976,44 +1032,8 @@ OrderCheck Engine::check_order(int account, int instrument, double qty, double p
   const double qm = quantum(a);
   const double f = to_margin(a, in.settle);
   const double cs = in.terms.contract_size;
-  // Equity after the fill, exactly as fill() + summary() would see it: the cash
-  // flow (premium, realised P&L, spot proceeds) and the fee land on balances,
-  // whose value is haircut tier by tier; the position's own equity moves too.
-  // `gain` is the part of the change that is an immediate profit against the
-  // mark (before fees): it is reported in equity_after but, like Binance's "open
-  // loss", never counted toward approving the order.
-  const double fee = trade_fee(in, qty, price);
-  const double mp = assets_[a.margin_asset].price;
-  auto cv_delta = [&](int asset, double amount) {
-    const auto& tiers = assets_[asset].spec.tiers;
-    const double b = a.balances[asset], px = assets_[asset].price;
-    return (collateral_value(tiers, b + amount, px) - collateral_value(tiers, b, px)) / mp;
-  };
-  double d_equity, gain, d_im = 0.0, d_mm = 0.0;
-  if (in.kind == InstrumentKind::spot) {
-    const double cash = -qty * cs * price;
-    const double d_base = cv_delta(in.underlying, qty * cs);
-    d_equity = d_base + cv_delta(in.settle, cash - fee);
-    gain = std::max(0.0, d_base + cv_delta(in.settle, cash));
-  } else {
-    if (in_portfolio(a, in)) {
-      portfolio_delta(a, in, instrument, q, bids, asks, qty, d_im, d_mm);
-    } else {
-      const Contribution before = contribution(a, in, q, bids, asks, entry);
-      const Contribution after = contribution(a, in, q_new, bids, asks, entry);
-      d_im = after.im - before.im;
-      d_mm = after.mm - before.mm;
-    }
-    Position next;
-    next.instrument = instrument;
-    next.size = q;
-    next.entry = entry;
-    const double cash = fill_cash(a, in, next, qty, price);  // a is not touched (not spot)
-    const double d_pos = contribution(a, in, next.size, 0.0, 0.0, next.entry).equity -
-                         contribution(a, in, q, 0.0, 0.0, entry).equity;
-    d_equity = cv_delta(in.settle, cash - fee) + d_pos;
-    gain = std::max(0.0, cv_delta(in.settle, cash) + d_pos);
-  }
+  const TradeEffect te = trade_effect(a, in, instrument, qty, price, trade_fee(in, qty, price));
+  const double d_equity = te.d_equity, gain = te.gain, d_im = te.d_im, d_mm = te.d_mm;
   const double eq_now = a.collateral + a.sum_pos_equity;
   const double eq_before = round_down(eq_now, qm);
   const double im_before = round_up(a.sum_im, qm);

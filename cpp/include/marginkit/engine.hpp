@@ -308,6 +308,12 @@ class Engine {
   struct Contribution {
     double im, mm, equity;
   };
+  // What a trade would change (margin asset).
+  struct TradeEffect {
+    double d_equity = 0.0, gain = 0.0, d_im = 0.0, d_mm = 0.0;
+  };
+  TradeEffect trade_effect(Account& a, const InstrumentSpec& in, int instrument, double qty,
+                           double price, double fee);
 
   Account& acct(int id);
   const InstrumentSpec& instr(int id) const;
