@@ -1009,13 +1009,10 @@ OrderCheck Engine::check_order(int account, int instrument, double qty, double p
     return r;
   }
   // The position as it stands.
-  double q = 0.0, bids = 0.0, asks = 0.0, entry = 0.0;
+  double q = 0.0;
   for (const Position& p : a.positions) {
     if (p.instrument == instrument) {
       q = p.size;
-      bids = p.bids;
-      asks = p.asks;
-      entry = p.entry;
       break;
     }
   }
@@ -1030,8 +1027,6 @@ OrderCheck Engine::check_order(int account, int instrument, double qty, double p
     return r;
   }
   const double qm = quantum(a);
-  const double f = to_margin(a, in.settle);
-  const double cs = in.terms.contract_size;
   const TradeEffect te = trade_effect(a, in, instrument, qty, price, trade_fee(in, qty, price));
   const double d_equity = te.d_equity, gain = te.gain, d_im = te.d_im, d_mm = te.d_mm;
   const double eq_now = a.collateral + a.sum_pos_equity;
