@@ -62,6 +62,33 @@ MarginModel option_standard(double im_otm, double im_min, double mm, double mm_m
   return m;
 }
 
+py::dict plan_dict(const LiquidationPlan& p) {
+  py::dict d;
+  d["account"] = p.account;
+  d["equity_before"] = p.equity_before;
+  d["requirement_before"] = p.requirement_before;
+  d["target_before"] = p.target_before;
+  d["equity_after"] = p.equity_after;
+  d["requirement_after"] = p.requirement_after;
+  d["restored"] = p.restored;
+  py::list steps;
+  for (const auto& s : p.steps) {
+    py::dict st;
+    st["kind"] = s.kind;
+    st["instrument"] = s.instrument;
+    st["qty"] = s.qty;
+    st["price"] = s.price;
+    st["penalty"] = s.penalty;
+    st["slippage"] = s.slippage;
+    st["released"] = s.released;
+    st["score"] = s.score;
+    st["reason"] = s.reason;
+    steps.append(st);
+  }
+  d["steps"] = steps;
+  return d;
+}
+
 MarginModel named(const std::string& name, MarginModel m) {
   m.name = name;
   return m;
@@ -421,6 +448,108 @@ void register_engine(py::module_& m) {
             d["pnl"] = py::array_t<double>(static_cast<py::ssize_t>(g.pnl.size()), g.pnl.data());
             d["instruments"] = g.instruments;
             d["contribution"] = g.contribution;
+            out.append(d);
+          }
+          return out;
+        });
+      })
+      .def("set_liquidity", [](Engine& e, int i, double spread, double impact, double max_step) {
+        guarded([&] {
+          e.set_liquidity(i, LiquidityModel{spread, impact, max_step});
+          return 0;
+        });
+      })
+      .def("liquidity", [](const Engine& e, int i) {
+        return guarded([&] {
+          const auto& l = e.liquidity(i);
+          return py::make_tuple(l.spread, l.impact, l.max_step);
+        });
+      })
+      .def("set_liquidation_params", [](Engine& e, int target, double buffer, double fee_rate) {
+        guarded([&] {
+          if (target != 0 && target != 1) {
+            throw std::invalid_argument("target must be maintenance or initial");
+          }
+          e.set_liquidation_params(
+              LiquidationParams{static_cast<LiquidationTarget>(target), buffer, fee_rate});
+          return 0;
+        });
+      })
+      .def("liquidation_params", [](const Engine& e) {
+        const auto& p = e.liquidation_params();
+        return py::make_tuple(static_cast<int>(p.target), p.buffer, p.fee_rate);
+      })
+      .def("fund_insurance", [](Engine& e, int asset, double amount) {
+        guarded([&] {
+          e.fund_insurance(asset, amount);
+          return 0;
+        });
+      })
+      .def("insurance_fund",
+           [](const Engine& e, int a) { return guarded([&] { return e.insurance_fund(a); }); })
+      .def("market_pnl",
+           [](const Engine& e, int a) { return guarded([&] { return e.market_pnl(a); }); })
+      .def("socialized",
+           [](const Engine& e, int a) { return guarded([&] { return e.socialized(a); }); })
+      .def("bankruptcy_price", [](Engine& e, int a, int i) {
+        return guarded([&] { return e.bankruptcy_price(a, i); });
+      })
+      .def("plan_liquidation",
+           [](Engine& e, int a) { return guarded([&] { return plan_dict(e.plan_liquidation(a)); }); })
+      .def("liquidate", [](Engine& e, int a) {
+        return guarded([&] {
+          const LiquidationResult r = e.liquidate(a);
+          py::dict d;
+          d["plan"] = plan_dict(r.plan);
+          d["fees_to_fund"] = r.fees_to_fund;
+          d["bad_debt"] = r.bad_debt;
+          d["fund_paid"] = r.fund_paid;
+          d["adl_volume"] = r.adl_volume;
+          d["socialized"] = r.socialized;
+          d["adl_accounts"] = r.adl_accounts;
+          return d;
+        });
+      })
+      .def("adl_ranking", [](Engine& e, int i, int side) {
+        return guarded([&] { return e.adl_ranking(i, side); });
+      })
+      .def("plan_all", [](Engine& e) {
+        std::vector<LiquidationPlan> plans;
+        {
+          py::gil_scoped_release release;
+          plans = e.plan_all();
+        }
+        py::list out;
+        for (const auto& p : plans) out.append(plan_dict(p));
+        return out;
+      })
+      .def("count_in_liquidation", [](Engine& e) {
+        std::vector<LiquidationPlan> plans;
+        {
+          py::gil_scoped_release release;
+          plans = e.plan_all();
+        }
+        return plans.size();
+      })
+      .def("move_underlying", [](Engine& e, int u, double price) {
+        guarded([&] {
+          e.move_underlying(u, price);
+          return 0;
+        });
+      })
+      .def("cascade", [](Engine& e, int u, double shock, double impact, int max_rounds) {
+        return guarded([&] {
+          py::list out;
+          for (const auto& r : e.cascade(u, shock, impact, max_rounds)) {
+            py::dict d;
+            d["round"] = r.round;
+            d["liquidated"] = r.liquidated;
+            d["volume"] = r.volume;
+            d["price"] = r.price;
+            d["bad_debt"] = r.bad_debt;
+            d["fund"] = r.fund;
+            d["adl_volume"] = r.adl_volume;
+            d["socialized"] = r.socialized;
             out.append(d);
           }
           return out;

@@ -76,6 +76,9 @@ int Engine::add_asset(const AssetSpec& spec) {
   asset_ids_[spec.name] = id;
   for (auto& acc : accounts_) acc.balances.resize(assets_.size(), 0.0);
   underlying_set_.push_back(-1);
+  fund_.push_back(0.0);
+  market_pnl_.push_back(0.0);
+  socialized_.push_back(0.0);
   return id;
 }
 
@@ -119,6 +122,7 @@ int Engine::add_instrument(const InstrumentSpec& spec) {
   instruments_.push_back(spec);
   marks_.emplace_back();
   vols_.push_back(std::numeric_limits<double>::quiet_NaN());
+  liquidity_.emplace_back();
   const int id = static_cast<int>(instruments_.size()) - 1;
   instrument_ids_[spec.name] = id;
   return id;

@@ -177,6 +177,19 @@ std::string Engine::save() const {
     w.put(m.value);
     w.put(m.time);
   }
+  for (const LiquidityModel& l : liquidity_) {
+    w.put(l.spread);
+    w.put(l.impact);
+    w.put(l.max_step);
+  }
+  w.put(liq_.target);
+  w.put(liq_.buffer);
+  w.put(liq_.fee_rate);
+  for (std::size_t i = 0; i < assets_.size(); ++i) {
+    w.put(fund_[i]);
+    w.put(market_pnl_[i]);
+    w.put(socialized_[i]);
+  }
   return w.take();
 }
 
@@ -314,6 +327,23 @@ Engine Engine::load(const std::string& bytes) {
     m.value = r.get<double>();
     m.time = r.get<double>();
     e.forwards_[key] = m;
+  }
+  for (std::size_t i = 0; i < e.instruments_.size(); ++i) {
+    LiquidityModel l;
+    l.spread = r.get<double>();
+    l.impact = r.get<double>();
+    l.max_step = r.get<double>();
+    e.set_liquidity(static_cast<int>(i), l);
+  }
+  LiquidationParams lp;
+  lp.target = r.get<LiquidationTarget>();
+  lp.buffer = r.get<double>();
+  lp.fee_rate = r.get<double>();
+  e.set_liquidation_params(lp);
+  for (std::size_t i = 0; i < e.assets_.size(); ++i) {
+    e.fund_[i] = r.get<double>();
+    e.market_pnl_[i] = r.get<double>();
+    e.socialized_[i] = r.get<double>();
   }
   if (!r.done()) r.fail();
   return e;

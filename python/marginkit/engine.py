@@ -524,6 +524,116 @@ class Engine:
             group["instruments"] = [self._core.instrument_name(i) for i in group["instruments"]]
         return out
 
+    # ---- liquidation ----------------------------------------------------------------
+    def set_liquidity(self, instrument: str | int, *, spread: float = 0.0, impact: float = 0.0,
+                      max_step: float = 0.0) -> None:
+        """The cost of closing ``x`` contracts in one go: the average fill is
+        ``mark x (1 -/+ (spread + impact x))`` for a sell / buy (``impact``: the
+        fraction of the price per contract, a linear book); ``max_step``: the most
+        contracts one liquidation step may trade (0: no limit)."""
+        self._core.set_liquidity(self._instr(instrument), _finite("spread", spread, nonneg=True),
+                                 _finite("impact", impact, nonneg=True),
+                                 _finite("max_step", max_step, nonneg=True))
+
+    def set_liquidation_params(self, *, target: str = "maintenance", buffer: float = 0.0,
+                               fee_rate: float = 0.0) -> None:
+        """What a liquidation restores, and its penalty. ``target="maintenance"``:
+        equity >= MM x (1 + buffer); ``"initial"``: equity >= IM. ``fee_rate``: the
+        penalty on traded notional, paid to the insurance fund, never more than
+        the equity left (a fee never makes an account bankrupt)."""
+        codes = {"maintenance": 0, "initial": 1}
+        if target not in codes:
+            raise ValueError(f"target must be 'maintenance' or 'initial', got {target!r}")
+        self._core.set_liquidation_params(codes[target], _finite("buffer", buffer, nonneg=True),
+                                          _finite("fee_rate", fee_rate, nonneg=True))
+
+    def fund_insurance(self, asset: str | int, amount: float) -> None:
+        """Adds ``amount`` to the insurance fund in ``asset``."""
+        self._core.fund_insurance(self._asset(asset), _finite("amount", amount, positive=True))
+
+    def insurance_fund(self, asset: str | int) -> float:
+        """The insurance fund's balance in ``asset``."""
+        return self._core.insurance_fund(self._asset(asset))
+
+    def market_pnl(self, asset: str | int) -> float:
+        """What the market gained against the mark on liquidation fills of accounts
+        margined in ``asset`` (the slippage they paid)."""
+        return self._core.market_pnl(self._asset(asset))
+
+    def socialized(self, asset: str | int) -> float:
+        """Losses written off in ``asset`` because neither the fund nor ADL covered them."""
+        return self._core.socialized(self._asset(asset))
+
+    def bankruptcy_price(self, account: str | int, instrument: str | int) -> float:
+        """The price at which closing the whole position leaves the account with
+        exactly zero equity (NaN without a position)."""
+        return self._core.bankruptcy_price(self._acct(account), self._instr(instrument))
+
+    def _named_plan(self, plan: dict[str, Any]) -> dict[str, Any]:
+        plan["account"] = self._core.account_name(plan["account"])
+        for step in plan["steps"]:
+            step["instrument"] = self._core.instrument_name(step["instrument"])
+        return plan
+
+    def plan_liquidation(self, account: str | int) -> dict[str, Any]:
+        """The liquidation plan of an account (nothing is executed).
+
+        Steps, in order: ``cancel_orders`` first, then ``reduce`` / ``close`` of
+        positions, each chosen for the requirement it releases per unit of
+        expected cost (slippage from :meth:`set_liquidity` plus the penalty), sized
+        exactly to restore the target (partial first; a whole close only when
+        partial steps cannot), limited by ``max_step``; ties go to the lower
+        instrument id; never a step that raises the requirement (in portfolio
+        mode a hedge leg is never closed if that hurts). Each step says why in
+        ``reason``. Also: equity and requirement before and after, ``restored``.
+        """
+        return self._named_plan(self._core.plan_liquidation(self._acct(account)))
+
+    def liquidate(self, account: str | int) -> dict[str, Any]:
+        """Executes the plan: fills at the expected prices, penalties to the
+        insurance fund; a fill that would leave negative equity is paid by the
+        fund, or, when the fund cannot, taken by auto-deleveraging of opposite
+        positions at the bankruptcy price (ranked by :meth:`adl_ranking`); what is
+        left is socialised. Returns the plan and ``fees_to_fund``, ``bad_debt``,
+        ``fund_paid``, ``adl_volume``, ``adl_accounts``, ``socialized``."""
+        res = self._core.liquidate(self._acct(account))
+        self._named_plan(res["plan"])
+        res["adl_accounts"] = [self._core.account_name(i) for i in res["adl_accounts"]]
+        return res
+
+    def adl_ranking(self, instrument: str | int, side: str) -> list[str]:
+        """Accounts holding the opposite of ``side`` ("long" / "short": the side
+        being liquidated) of the instrument, first to be deleveraged first:
+        profitable ones by P&L% x effective leverage (BitMEX), then losing ones
+        by P&L% / leverage; ties by account id. P&L% = unrealised P&L / entry
+        notional; effective leverage = notional at mark / equity."""
+        code = {"long": 1, "short": -1}.get(side)
+        if code is None:
+            raise ValueError(f"side must be 'long' or 'short', got {side!r}")
+        return [self._core.account_name(i)
+                for i in self._core.adl_ranking(self._instr(instrument), code)]
+
+    def plan_all(self) -> list[dict[str, Any]]:
+        """Every account at or below the liquidation threshold with its plan, in
+        one batch pass (threads, GIL released)."""
+        return [self._named_plan(p) for p in self._core.plan_all()]
+
+    def move_underlying(self, underlying: str | int, price: float) -> None:
+        """Moves an underlying's price and every mark that follows it (futures
+        keep their basis ratio; options are repriced at their volatility)."""
+        self._core.move_underlying(self._asset(underlying), _finite("price", price, positive=True))
+
+    def cascade(self, underlying: str | int, shock: float, *, impact: float = 0.0,
+                max_rounds: int = 20) -> list[dict[str, Any]]:
+        """Stress: move ``underlying`` by ``shock`` (-0.2 = -20 %), liquidate every
+        account in breach, let the liquidated volume move the price
+        (``impact`` x net units sold, as a fraction of the price), and repeat to
+        a fixed point or ``max_rounds``. Per round: ``liquidated`` accounts,
+        ``volume`` (units of the underlying), ``price`` after the round,
+        ``bad_debt``, ``fund`` (USD value), ``adl_volume``, ``socialized``."""
+        return self._core.cascade(self._asset(underlying), _finite("shock", shock),
+                                  _finite("impact", impact, nonneg=True), int(max_rounds))
+
     # ---- isolated margin -----------------------------------------------------------
     def open_isolated(self, account: str | int, instrument: str | int, amount: float) -> int:
         """Opens an isolated position account ``"<account>/<instrument>"`` funded

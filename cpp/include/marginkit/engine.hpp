@@ -25,6 +25,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "marginkit/liquidation.hpp"
 #include "marginkit/margin.hpp"
 #include "marginkit/scenarios.hpp"
 
@@ -235,6 +236,56 @@ class Engine {
   // The underlying with the largest absolute notional in the account (-1: none).
   int dominant_underlying(int account);
 
+  // ---- liquidation (cpp/src/liquidation.cpp) -----------------------------------
+  void set_liquidity(int instrument, const LiquidityModel& model);
+  const LiquidityModel& liquidity(int instrument) const { return liquidity_.at(instrument); }
+  void set_liquidation_params(const LiquidationParams& params);
+  const LiquidationParams& liquidation_params() const noexcept { return liq_; }
+  // The insurance fund per asset; what the market gained against the mark on
+  // liquidation fills (per margin asset of the liquidated accounts); losses
+  // written off (socialised) when neither the fund nor ADL could cover. With
+  // these, total equity at marks + fund + market gains - socialised is
+  // conserved by every liquidation.
+  void fund_insurance(int asset, double amount);
+  double insurance_fund(int asset) const;
+  double market_pnl(int asset) const;
+  double socialized(int asset) const;
+  // The fill price of the whole position at which the account's equity after
+  // closing it is exactly 0 (NaN if there is none, or no position).
+  double bankruptcy_price(int account, int instrument);
+  // An ordered plan that brings the account back to the target at the least
+  // cost: cancel resting orders, then reduce (or close) positions, each step
+  // chosen for the requirement it releases per unit of expected cost (slippage
+  // from the liquidity model + penalty), sized exactly to the target, limited by
+  // max_step; never a step that raises the requirement. Nothing is changed.
+  LiquidationPlan plan_liquidation(int account);
+  // Executes the plan. Penalties go to the insurance fund (never more than the
+  // equity left). A step that would leave negative equity is paid by the fund;
+  // when the fund cannot, the step is taken by auto-deleveraging: opposite
+  // positions, ranked by adl_ranking, close against it at its bankruptcy price;
+  // what nobody covers is written off as socialised loss.
+  LiquidationResult liquidate(int account);
+  // Accounts holding the side opposite to `side` (+1 long, -1 short) of the
+  // instrument, best ADL candidates first: profitable ones by P&L% x effective
+  // leverage (BitMEX), then losing ones by P&L% / leverage; ties by id.
+  std::vector<int> adl_ranking(int instrument, int side);
+  // Every account below the liquidation threshold, with its plan (threads).
+  std::vector<LiquidationPlan> plan_all();
+  struct CascadeRound {
+    int round;
+    int liquidated;
+    double volume;  // contracts liquidated on the underlying, in underlying units
+    double price;   // the underlying's price after the round's impact
+    double bad_debt, fund, adl_volume, socialized;
+  };
+  // Shock an underlying by `shock` (fraction), liquidate everything in breach,
+  // move the price by impact x net liquidated units, repeat to a fixed point.
+  std::vector<CascadeRound> cascade(int underlying, double shock, double impact,
+                                    int max_rounds);
+  // Moves an underlying's price and the marks that follow it (futures keep
+  // their basis ratio, options are repriced at their volatility).
+  void move_underlying(int underlying, double price);
+
   // ---- bulk loading (books of millions of accounts) ---------------------------
   int add_accounts(const std::vector<std::string>& names, int margin_asset);  // first id
   void deposit_many(std::size_t n, const int* accounts, int asset, const double* amounts);
@@ -341,6 +392,18 @@ class Engine {
   std::vector<InstrumentSpec> instruments_;
   std::vector<Mark> marks_;
   std::vector<double> vols_;  // set_vol's volatility per instrument (NaN: implied from mark)
+  std::vector<LiquidityModel> liquidity_;
+  LiquidationParams liq_;
+  std::vector<double> fund_, market_pnl_, socialized_;  // per asset
+  double exec_price(int instrument, double qty) const noexcept;
+  double liquidation_target(const Account& a) const noexcept;
+  double liquidation_requirement(const Account& a) const noexcept;
+  // Applies a trade to an account (fee to the fund); returns the cash credited.
+  double apply_trade(Account& a, const InstrumentSpec& in, int instrument, double qty,
+                     double price, double fee_to_fund);
+  // The price at which trading qty leaves equity exactly 0 (NaN if none).
+  double zero_equity_price(Account& a, const InstrumentSpec& in, int instrument, double qty);
+  double implied_vol_of(int instrument) const;
   std::vector<ScenarioSet> sets_;
   std::vector<int> underlying_set_;       // per asset: scenario set id or -1
   std::vector<double> risk_;              // risk array rows, concatenated

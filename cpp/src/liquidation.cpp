@@ -1,0 +1,563 @@
+// Liquidation plans, bankruptcy, the insurance fund, auto-deleveraging and
+// cascades (Engine members; data types in liquidation.hpp).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+
+#include "marginkit/engine.hpp"
+#include "marginkit/parallel.hpp"
+#include "marginkit/pricing.hpp"
+
+namespace marginkit {
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr double kYear = 365.0 * 86400.0;
+
+[[noreturn]] void bad(const std::string& what) { throw std::invalid_argument(what); }
+
+bool finite_nonneg(double x) { return std::isfinite(x) && x >= 0.0; }
+
+std::string fmt(const char* f, double a, double b = 0.0, double c = 0.0) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, f, a, b, c);
+  return buf;
+}
+
+}  // namespace
+
+// ---- parameters and ledgers -------------------------------------------------------
+
+void Engine::set_liquidity(int instrument, const LiquidityModel& model) {
+  instr(instrument);
+  if (!finite_nonneg(model.spread) || !finite_nonneg(model.impact) ||
+      !finite_nonneg(model.max_step) || model.spread >= 1.0) {
+    bad("liquidity: spread in [0, 1), impact and max_step finite and >= 0");
+  }
+  liquidity_[instrument] = model;
+}
+
+void Engine::set_liquidation_params(const LiquidationParams& p) {
+  if (p.target != LiquidationTarget::maintenance && p.target != LiquidationTarget::initial) {
+    bad("liquidation target must be maintenance or initial");
+  }
+  if (!finite_nonneg(p.buffer) || !finite_nonneg(p.fee_rate) || p.fee_rate >= 1.0) {
+    bad("liquidation buffer >= 0 and fee_rate in [0, 1)");
+  }
+  liq_ = p;
+}
+
+void Engine::fund_insurance(int asset, double amount) {
+  check_asset(asset);
+  if (!(std::isfinite(amount) && amount > 0.0)) bad("fund amount must be finite and > 0");
+  fund_[asset] += amount;
+}
+
+double Engine::insurance_fund(int asset) const {
+  check_asset(asset);
+  return fund_[asset];
+}
+
+double Engine::market_pnl(int asset) const {
+  check_asset(asset);
+  return market_pnl_[asset];
+}
+
+double Engine::socialized(int asset) const {
+  check_asset(asset);
+  return socialized_[asset];
+}
+
+// ---- building blocks -----------------------------------------------------------------
+
+double Engine::exec_price(int instrument, double qty) const noexcept {
+  const LiquidityModel& l = liquidity_[instrument];
+  const double adj = std::min(l.spread + l.impact * std::fabs(qty), 0.999999);
+  const double mark = marks_[instrument].value;
+  return qty < 0.0 ? mark * (1.0 - adj) : mark * (1.0 + adj);
+}
+
+double Engine::liquidation_requirement(const Account& a) const noexcept {
+  return liq_.target == LiquidationTarget::maintenance ? a.sum_mm : a.sum_im;
+}
+
+// Equity must reach this (rounded as the health state rounds) to be restored:
+// MM x the liquidation threshold x (1 + buffer), or IM.
+double Engine::liquidation_target(const Account& a) const noexcept {
+  const double q = quantum(a);
+  if (liq_.target == LiquidationTarget::initial) return round_up(a.sum_im, q);
+  return round_up(a.sum_mm, q) * thresholds_.liquidation * (1.0 + liq_.buffer);
+}
+
+double Engine::apply_trade(Account& a, const InstrumentSpec& in, int instrument, double qty,
+                           double price, double fee_to_fund) {
+  Position& p = slot(a, instrument);
+  const double cash = fill_cash(a, in, p, qty, price);
+  a.balances[in.settle] += cash - fee_to_fund;
+  fund_[in.settle] += fee_to_fund;
+  drop_empty(a);
+  touch(a);
+  return cash;
+}
+
+// Equity after trading qty at p is affine in p (linear futures, options) or in
+// 1/p (inverse futures), as long as cash lands on a balance without haircut
+// tiers being crossed; solve it from two evaluations, then settle the last bits
+// on the exact function.
+double Engine::zero_equity_price(Account& a, const InstrumentSpec& in, int instrument,
+                                 double qty) {
+  refresh(a);
+  const double e0 = a.collateral + a.sum_pos_equity;
+  const bool inv = in.terms.inverse && in.kind != InstrumentKind::option;
+  const double mark = marks_[instrument].value;
+  auto equity_at = [&](double p) { return e0 + trade_effect(a, in, instrument, qty, p, 0.0).d_equity; };
+  auto var = [&](double p) { return inv ? 1.0 / p : p; };
+  const double p1 = mark, p2 = mark * 1.5;
+  const double y1 = equity_at(p1), y2 = equity_at(p2);
+  const double slope = (y2 - y1) / (var(p2) - var(p1));
+  if (!(std::fabs(slope) > 0.0) || !std::isfinite(slope)) return kNaN;
+  const double v = var(p1) - y1 / slope;
+  if (!(v > 0.0) || !std::isfinite(v)) return kNaN;
+  const double p = inv ? 1.0 / v : v;
+  // Settle on the exact function (haircut tiers make it piecewise affine):
+  // bracket a sign change around p, then bisect to the last bit.
+  double lo = p * (1.0 - 1e-9), hi = p * (1.0 + 1e-9);
+  double ylo = equity_at(lo), yhi = equity_at(hi);
+  for (int i = 0; i < 100 && (ylo > 0.0) == (yhi > 0.0); ++i) {
+    lo *= 0.99;
+    hi *= 1.01;
+    ylo = equity_at(lo);
+    yhi = equity_at(hi);
+  }
+  if ((ylo > 0.0) == (yhi > 0.0)) return p;
+  while (true) {
+    const double mid = lo + (hi - lo) / 2.0;
+    if (mid <= lo || mid >= hi) break;
+    ((equity_at(mid) > 0.0) == (ylo > 0.0) ? lo : hi) = mid;
+  }
+  return std::fabs(equity_at(lo)) < std::fabs(equity_at(hi)) ? lo : hi;
+}
+
+double Engine::bankruptcy_price(int account, int instrument) {
+  Account& a = acct(account);
+  const InstrumentSpec& in = instr(instrument);
+  double q = 0.0;
+  for (const Position& p : a.positions) {
+    if (p.instrument == instrument) q = p.size;
+  }
+  if (q == 0.0 || in.kind == InstrumentKind::spot) return kNaN;
+  return zero_equity_price(a, in, instrument, -q);
+}
+
+// ---- plans -----------------------------------------------------------------------------
+
+LiquidationPlan Engine::plan_liquidation(int account) {
+  acct(account);
+  ensure_risk();
+  Account sim = accounts_[account];  // plans on a copy: nothing changes
+  sim.stamp = 0;
+  refresh(sim);
+  LiquidationPlan plan;
+  plan.account = account;
+  auto equity = [&] { return sim.collateral + sim.sum_pos_equity; };
+  plan.equity_before = equity();
+  plan.requirement_before = liquidation_requirement(sim);
+  plan.target_before = liquidation_target(sim);
+  const double release_factor = liq_.target == LiquidationTarget::maintenance
+                                    ? thresholds_.liquidation * (1.0 + liq_.buffer)
+                                    : 1.0;
+  // 1. Resting orders first: they only add requirement.
+  for (Position& p : sim.positions) {
+    if (p.bids <= 0.0 && p.asks <= 0.0) continue;
+    const double before = liquidation_requirement(sim);
+    p.bids = p.asks = 0.0;
+    sim.stamp = 0;
+    refresh(sim);
+    LiquidationStep st;
+    st.kind = "cancel_orders";
+    st.instrument = p.instrument;
+    st.released = before - liquidation_requirement(sim);
+    st.reason = "resting orders are cancelled before any position is touched";
+    plan.steps.push_back(st);
+  }
+  drop_empty(sim);
+  sim.stamp = 0;
+  refresh(sim);
+  // 2. Positions, best requirement released per unit of cost first.
+  const std::size_t max_iter = 64 + 16 * sim.positions.size();
+  auto restored = [&] {
+    return round_down(equity(), quantum(sim)) >= liquidation_target(sim) || sim.positions.empty();
+  };
+  for (std::size_t it = 0; it < max_iter; ++it) {
+    if (restored()) break;
+    struct Cand {
+      int instrument = -1;
+      double limit = 0.0, score = -1.0;
+    } best;
+    int considered = 0;
+    for (const Position& p : sim.positions) {
+      if (p.size == 0.0) continue;
+      const InstrumentSpec& in = instruments_[p.instrument];
+      const double step = liquidity_[p.instrument].max_step;
+      const double limit = step > 0.0 ? std::min(std::fabs(p.size), step) : std::fabs(p.size);
+      const double qty = p.size > 0.0 ? -limit : limit;
+      const double px = exec_price(p.instrument, qty);
+      const double fee = liq_.fee_rate * std::fabs(qty) * in.terms.contract_size *
+                         (in.terms.inverse && in.kind != InstrumentKind::option ? 1.0 / px : px);
+      const TradeEffect te = trade_effect(sim, in, p.instrument, qty, px, fee);
+      const double released =
+          -(liq_.target == LiquidationTarget::maintenance ? te.d_mm : te.d_im) * release_factor;
+      ++considered;
+      if (!(released > 0.0)) continue;  // never a step that raises the requirement
+      const double cost = std::max(0.0, -te.d_equity);
+      const double score = cost > 0.0 ? released / cost : std::numeric_limits<double>::infinity();
+      const bool better = score > best.score ||
+                          (score == best.score && p.instrument < best.instrument);
+      if (better) best = {p.instrument, limit, score};
+    }
+    if (best.instrument < 0) break;  // nothing left that helps
+    const InstrumentSpec& in = instruments_[best.instrument];
+    double q = 0.0;
+    for (const Position& p : sim.positions) {
+      if (p.instrument == best.instrument) q = p.size;
+    }
+    const double sign = q > 0.0 ? -1.0 : 1.0;
+    const double e0 = equity();
+    auto fee_of = [&](double x, double px) {
+      return liq_.fee_rate * x * in.terms.contract_size *
+             (in.terms.inverse && in.kind != InstrumentKind::option ? 1.0 / px : px);
+    };
+    // Equity minus target after closing x (penalty capped by what is left), both
+    // rounded as the account's health is judged.
+    const double qm = quantum(sim);
+    auto gap = [&](double x) {
+      const double px = exec_price(best.instrument, sign * x);
+      const TradeEffect free = trade_effect(sim, in, best.instrument, sign * x, px, 0.0);
+      const double fee_m = fee_of(x, px) * to_margin(sim, in.settle);
+      const double fee = std::min(fee_m, std::max(0.0, e0 + free.d_equity));
+      const double req = liq_.target == LiquidationTarget::maintenance ? sim.sum_mm + free.d_mm
+                                                                       : sim.sum_im + free.d_im;
+      const double target = liq_.target == LiquidationTarget::maintenance
+                                ? round_up(req, qm) * thresholds_.liquidation * (1.0 + liq_.buffer)
+                                : round_up(req, qm);
+      return round_down(e0 + free.d_equity - fee, qm) - target;
+    };
+    double x = best.limit;
+    if (gap(best.limit) >= 0.0) {  // the smallest quantity that restores the target
+      double lo = 0.0, hi = best.limit;
+      while (true) {
+        const double mid = lo + (hi - lo) / 2.0;
+        if (mid <= lo || mid >= hi) break;
+        (gap(mid) >= 0.0 ? hi : lo) = mid;
+      }
+      x = hi;
+    }
+    const double qty = sign * x;
+    const double px = exec_price(best.instrument, qty);
+    const TradeEffect free = trade_effect(sim, in, best.instrument, qty, px, 0.0);
+    const double f = to_margin(sim, in.settle);
+    const double fee_m = std::min(fee_of(x, px) * f, std::max(0.0, e0 + free.d_equity));
+    LiquidationStep st;
+    st.kind = x >= std::fabs(q) ? "close" : "reduce";
+    st.instrument = best.instrument;
+    st.qty = qty;
+    st.price = px;
+    st.penalty = fee_m;
+    st.slippage = std::max(0.0, -free.d_equity);
+    st.released = -(liq_.target == LiquidationTarget::maintenance ? free.d_mm : free.d_im) *
+                  release_factor;
+    st.score = best.score;
+    st.reason = fmt("best of %.0f positions: releases %.6g of requirement per unit of cost "
+                    "(score %.6g)",
+                    static_cast<double>(considered), st.released, best.score);
+    st.reason += x < best.limit ? "; sized exactly to restore the target"
+                                : (x < std::fabs(q) ? "; limited by the step size"
+                                                    : "; partial steps cannot restore the target");
+    plan.steps.push_back(st);
+    apply_trade(sim, in, best.instrument, qty, px, 0.0);
+    sim.balances[in.settle] -= fee_m / f;  // the penalty leaves the copy (no fund here)
+    sim.stamp = 0;
+    refresh(sim);
+  }
+  plan.equity_after = equity();
+  plan.requirement_after = liquidation_requirement(sim);
+  plan.restored = restored();
+  return plan;
+}
+
+// ---- auto-deleveraging ----------------------------------------------------------------
+
+std::vector<int> Engine::adl_ranking(int instrument, int side) {
+  const InstrumentSpec& in = instr(instrument);
+  if (side != 1 && side != -1) bad("side must be +1 (long) or -1 (short)");
+  struct Rank {
+    double key;
+    int id;
+  };
+  std::vector<Rank> ranks;
+  for (std::size_t i = 0; i < accounts_.size(); ++i) {
+    Account& a = accounts_[i];
+    for (const Position& p : a.positions) {
+      if (p.instrument != instrument || p.size == 0.0 || (p.size > 0) == (side > 0)) continue;
+      refresh(a);
+      const Contribution c = contribution(a, in, p.size, 0.0, 0.0, p.entry);
+      const double cost = std::fabs(p.size) * in.terms.contract_size *
+                          (in.terms.inverse && in.kind != InstrumentKind::option
+                               ? 1.0 / p.entry
+                               : p.entry) *
+                          to_margin(a, in.settle);
+      const double pnl_pct = cost > 0.0 ? c.equity / cost : 0.0;
+      const double notional = std::fabs(p.size) * in.terms.contract_size *
+                              (in.terms.inverse && in.kind != InstrumentKind::option
+                                   ? 1.0 / marks_[instrument].value
+                                   : marks_[instrument].value) *
+                              to_margin(a, in.settle);
+      const double eq = a.collateral + a.sum_pos_equity;
+      const double lev = eq > 0.0 ? notional / eq : std::numeric_limits<double>::infinity();
+      const double key = pnl_pct > 0.0 ? pnl_pct * lev : (lev > 0.0 ? pnl_pct / lev : pnl_pct);
+      ranks.push_back({key, static_cast<int>(i)});
+    }
+  }
+  std::stable_sort(ranks.begin(), ranks.end(), [](const Rank& x, const Rank& y) {
+    return x.key > y.key || (x.key == y.key && x.id < y.id);
+  });
+  std::vector<int> out;
+  for (const auto& r : ranks) out.push_back(r.id);
+  return out;
+}
+
+// ---- execution -------------------------------------------------------------------------
+
+LiquidationResult Engine::liquidate(int account) {
+  LiquidationResult res;
+  res.plan = plan_liquidation(account);
+  Account& a = accounts_[account];
+  const int margin = a.margin_asset;
+  for (const LiquidationStep& st : res.plan.steps) {
+    if (st.kind == "cancel_orders") {
+      for (auto it = orders_.begin(); it != orders_.end();) {
+        if (it->second.account == account && it->second.instrument == st.instrument) {
+          it = orders_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      Position& p = slot(a, st.instrument);
+      p.bids = p.asks = 0.0;
+      drop_empty(a);
+      touch(a);
+      continue;
+    }
+    const InstrumentSpec& in = instruments_[st.instrument];
+    const double f = to_margin(a, in.settle);
+    // Earlier steps (deleveraging) may have closed part of it already.
+    double held = 0.0;
+    for (const Position& p : a.positions) {
+      if (p.instrument == st.instrument) held = p.size;
+    }
+    if (held == 0.0 || (held > 0.0) == (st.qty > 0.0)) continue;
+    const double step_qty = st.qty > 0.0 ? std::min(st.qty, -held) : std::max(st.qty, -held);
+    refresh(a);
+    const double e0 = a.collateral + a.sum_pos_equity;
+    const TradeEffect te = trade_effect(a, in, st.instrument, step_qty, st.price, 0.0);
+    const double deficit = -(e0 + te.d_equity);  // bad debt this fill would leave
+    const int side = step_qty < 0.0 ? 1 : -1;    // the side being closed
+    double left = std::fabs(step_qty);
+    if (deficit > 0.0 && fund_[margin] < deficit) {
+      // The fund cannot pay: deleverage opposite positions at the bankruptcy price.
+      const double bp = zero_equity_price(a, in, st.instrument, step_qty);
+      if (std::isfinite(bp) && bp > 0.0) {
+        for (int c : adl_ranking(st.instrument, side)) {
+          if (left <= 0.0 || c == account) continue;
+          Account& other = accounts_[c];
+          double theirs = 0.0;
+          for (const Position& p : other.positions) {
+            if (p.instrument == st.instrument) theirs = p.size;
+          }
+          const double y = std::min(left, std::fabs(theirs));
+          if (y <= 0.0) continue;
+          // Both sides trade y at the bankruptcy price, between themselves.
+          apply_trade(a, in, st.instrument, side > 0 ? -y : y, bp, 0.0);
+          apply_trade(other, in, st.instrument, theirs > 0 ? -y : y, bp, 0.0);
+          res.adl_volume += y;
+          res.adl_accounts.push_back(c);
+          left -= y;
+        }
+      }
+    }
+    if (left > 0.0) {  // the rest goes to the market at the expected price
+      const double qty = side > 0 ? -left : left;
+      refresh(a);
+      const double e1 = a.collateral + a.sum_pos_equity;
+      const TradeEffect mkt = trade_effect(a, in, st.instrument, qty, st.price, 0.0);
+      const double fee = std::min(st.penalty * left / std::fabs(st.qty),
+                                  std::max(0.0, e1 + mkt.d_equity)) / f;
+      apply_trade(a, in, st.instrument, qty, st.price, fee);
+      market_pnl_[margin] -= mkt.d_equity;  // the market's gain against the mark
+      res.fees_to_fund += fee * f;
+    }
+    refresh(a);
+    const double eq = a.collateral + a.sum_pos_equity;
+    if (eq < 0.0) {  // bad debt: the fund pays what it can
+      const double debt = -eq;
+      res.bad_debt += debt;
+      const double pay = std::min(debt, fund_[margin]);
+      fund_[margin] -= pay;
+      a.balances[margin] += pay;
+      res.fund_paid += pay;
+      touch(a);
+    }
+  }
+  refresh(a);
+  const double eq = a.collateral + a.sum_pos_equity;
+  if (eq < 0.0 && a.positions.empty()) {  // nobody covered it: written off
+    res.socialized = -eq;
+    socialized_[margin] += -eq;
+    a.balances[margin] += -eq;
+    touch(a);
+  }
+  return res;
+}
+
+std::vector<LiquidationPlan> Engine::plan_all() {
+  ensure_risk();
+  std::vector<std::vector<LiquidationPlan>> per_chunk;
+  std::mutex m;
+  parallel_for(accounts_.size(), 2048, [&](std::size_t b, std::size_t e) {
+    std::vector<LiquidationPlan> local;
+    for (std::size_t i = b; i < e; ++i) {
+      Account& a = accounts_[i];
+      refresh(a);
+      if (summarize(a).state < Health::liquidation) continue;
+      local.push_back(plan_liquidation(static_cast<int>(i)));
+    }
+    std::lock_guard<std::mutex> lock(m);
+    per_chunk.push_back(std::move(local));
+  });
+  std::vector<LiquidationPlan> out;
+  for (auto& chunk : per_chunk) {
+    for (auto& p : chunk) out.push_back(std::move(p));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const LiquidationPlan& x, const LiquidationPlan& y) { return x.account < y.account; });
+  return out;
+}
+
+// ---- market moves and cascades ------------------------------------------------------------
+
+double Engine::implied_vol_of(int instrument) const {
+  if (std::isfinite(vols_[instrument])) return vols_[instrument];
+  const InstrumentSpec& in = instruments_[instrument];
+  const double mark = marks_[instrument].value;
+  const Mark f = forward_for(in);
+  const double fwd = std::isfinite(f.value) ? f.value : index_of(in);
+  const double tau = std::max(0.0, (static_cast<double>(in.expiry) - now_) / kYear);
+  const double quote_mark = in.terms.inverse ? mark * fwd : mark;
+  ImpliedVolInputs iv;
+  iv.n = 1;
+  iv.cp = {&in.terms.cp, false};
+  iv.price = {&quote_mark, false};
+  iv.forward = {&fwd, false};
+  iv.strike = {&in.terms.strike, false};
+  iv.expiry = {&tau, false};
+  iv.rate = {&rate_, false};
+  std::size_t n_bad = 0;
+  double vol = 0.0;
+  if (tau <= 0.0 || implied_vol(iv, &vol, Settlement::linear, n_bad) || n_bad) vol = 0.0;
+  return vol;
+}
+
+void Engine::move_underlying(int underlying, double price) {
+  check_asset(underlying);
+  if (!(std::isfinite(price) && price > 0.0)) bad("price must be finite and > 0");
+  const double old = assets_[underlying].price;
+  if (!std::isfinite(old)) bad("the underlying has no price to move from");
+  const double ratio = price / old;
+  std::vector<double> vols(instruments_.size(), kNaN);
+  for (std::size_t i = 0; i < instruments_.size(); ++i) {
+    const InstrumentSpec& in = instruments_[i];
+    if (in.underlying == underlying && in.kind == InstrumentKind::option &&
+        std::isfinite(marks_[i].value)) {
+      vols[i] = implied_vol_of(static_cast<int>(i));
+    }
+  }
+  const double t = assets_[underlying].time;
+  assets_[underlying].price = price;
+  for (auto& [key, fwd] : forwards_) {
+    if (key % 4096 == underlying) fwd.value *= ratio;
+  }
+  for (std::size_t i = 0; i < instruments_.size(); ++i) {
+    const InstrumentSpec& in = instruments_[i];
+    if (in.underlying != underlying || !std::isfinite(marks_[i].value)) continue;
+    if (in.kind == InstrumentKind::option) {
+      const Mark f = forward_for(in);
+      const double fwd = std::isfinite(f.value) ? f.value : index_of(in);
+      const double tau = std::max(0.0, (static_cast<double>(in.expiry) - now_) / kYear);
+      double value = 0.0;
+      Black76Inputs bi;
+      bi.n = 1;
+      bi.cp = {&in.terms.cp, false};
+      bi.forward = {&fwd, false};
+      bi.strike = {&in.terms.strike, false};
+      bi.expiry = {&tau, false};
+      bi.vol = {&vols[i], false};
+      bi.rate = {&rate_, false};
+      Black76Outputs bo;
+      bo.price = &value;
+      black76(bi, bo, in.terms.inverse ? Settlement::inverse : Settlement::linear);
+      marks_[i].value = value;
+    } else {
+      marks_[i].value *= ratio;
+    }
+    marks_[i].time = std::max(marks_[i].time, t);
+  }
+  ++stamp_;
+}
+
+std::vector<Engine::CascadeRound> Engine::cascade(int underlying, double shock, double impact,
+                                                  int max_rounds) {
+  check_asset(underlying);
+  if (!(std::isfinite(shock) && shock > -1.0)) bad("shock must be finite and > -1");
+  if (!finite_nonneg(impact)) bad("impact must be finite and >= 0");
+  if (max_rounds < 1) bad("max_rounds must be >= 1");
+  move_underlying(underlying, assets_[underlying].price * (1.0 + shock));
+  std::vector<CascadeRound> rounds;
+  for (int r = 1; r <= max_rounds; ++r) {
+    CascadeRound cr{r, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    double net_sold = 0.0;  // units of the underlying sold by liquidations
+    for (const LiquidationPlan& plan : plan_all()) {
+      const LiquidationResult res = liquidate(plan.account);
+      ++cr.liquidated;
+      for (const auto& st : res.plan.steps) {
+        const InstrumentSpec& in = instruments_[st.instrument];
+        if (st.kind == "cancel_orders" || in.underlying != underlying) continue;
+        const double units = in.terms.inverse && in.kind != InstrumentKind::option
+                                 ? st.qty * in.terms.contract_size / st.price
+                                 : st.qty * in.terms.contract_size;
+        cr.volume += std::fabs(units);
+        net_sold -= units;
+      }
+      cr.bad_debt += res.bad_debt;
+      cr.adl_volume += res.adl_volume;
+      cr.socialized += res.socialized;
+    }
+    const double p = assets_[underlying].price;
+    const double moved = std::max(p * (1.0 - impact * net_sold), p * 1e-6);
+    if (cr.liquidated > 0 && moved != p) move_underlying(underlying, moved);
+    cr.price = assets_[underlying].price;
+    double fund = 0.0;
+    for (std::size_t i = 0; i < fund_.size(); ++i) {
+      if (std::isfinite(assets_[i].price)) fund += fund_[i] * assets_[i].price;
+    }
+    cr.fund = fund;  // USD value of the insurance fund
+    rounds.push_back(cr);
+    if (cr.liquidated == 0 || (cr.volume == 0.0 && cr.adl_volume == 0.0)) break;  // fixed point
+  }
+  return rounds;
+}
+
+}  // namespace marginkit
