@@ -505,6 +505,7 @@ void register_engine(py::module_& m) {
           d["bad_debt"] = r.bad_debt;
           d["fund_paid"] = r.fund_paid;
           d["adl_volume"] = r.adl_volume;
+          d["adl_notional"] = r.adl_notional;
           d["socialized"] = r.socialized;
           d["adl_accounts"] = r.adl_accounts;
           return d;

@@ -384,6 +384,9 @@ LiquidationResult Engine::liquidate(int account) {
           apply_trade(a, in, st.instrument, side > 0 ? -y : y, bp, 0.0);
           apply_trade(other, in, st.instrument, theirs > 0 ? -y : y, bp, 0.0);
           res.adl_volume += y;
+          res.adl_notional += in.terms.inverse && in.kind != InstrumentKind::option
+                                  ? y * in.terms.contract_size
+                                  : y * in.terms.contract_size * bp * assets_[in.settle].price;
           res.adl_accounts.push_back(c);
           left -= y;
         }
@@ -541,9 +544,10 @@ std::vector<Engine::CascadeRound> Engine::cascade(int underlying, double shock, 
         cr.volume += std::fabs(units);
         net_sold -= units;
       }
-      cr.bad_debt += res.bad_debt;
-      cr.adl_volume += res.adl_volume;
-      cr.socialized += res.socialized;
+      const double usd = assets_[accounts_[plan.account].margin_asset].price;
+      cr.bad_debt += res.bad_debt * usd;
+      cr.adl_volume += res.adl_notional;
+      cr.socialized += res.socialized * usd;
     }
     const double p = assets_[underlying].price;
     const double moved = std::max(p * (1.0 - impact * net_sold), p * 1e-6);

@@ -67,7 +67,7 @@ def chain_summary() -> dict[str, Any]:
             "implied_vol": float(iv[i]),
         })
     return {"build": build_info(), "spot": _SPOT, "options": options,
-            "book": book_report(demo_book.build_engine())}
+            "book": book_report(demo_book.build_engine(risk=True))}
 
 
 def book_report(engine: Engine, top: int = 8) -> dict[str, Any]:
@@ -103,9 +103,19 @@ def book_report(engine: Engine, top: int = 8) -> dict[str, Any]:
     instrument = "BTC_USDC-PERPETUAL"
     mark = engine.mark(instrument)
     check = engine.check_order(trader, instrument, 1.0, mark)
+    portfolio = portfolio_vs_cross(engine)
+    liquidation = None
+    in_breach = [i for i in np.argsort(ratio, kind="stable") if ev.state[int(i)] >= 3]
+    if in_breach:
+        liquidation = engine.plan_liquidation(int(in_breach[0]))
+    stress = Engine.from_bytes(engine.to_bytes()).cascade("BTC", -0.20, impact=2e-6,
+                                                          max_rounds=8)
     return {
         "accounts": len(names),
         "instruments": len(engine.instruments),
+        "portfolio_vs_cross": portfolio,
+        "liquidation_plan": liquidation,
+        "stress": {"underlying": "BTC", "shock": -0.20, "rounds": stress},
         "evaluate_all_seconds": elapsed,
         "states": {s: int((ev.state == k).sum()) for k, s in enumerate(HEALTH_STATES)},
         "totals": totals,
@@ -118,6 +128,30 @@ def book_report(engine: Engine, top: int = 8) -> dict[str, Any]:
             "max_sell": engine.max_order_size(trader, instrument, "sell", mark),
         },
     }
+
+
+def portfolio_vs_cross(engine: Engine, top: int = 5) -> dict[str, Any]:
+    """Initial margin of the accounts holding options, in cross and in portfolio
+    mode (the same positions), and the capital portfolio margin frees."""
+    rows = []
+    for i, name in enumerate(engine.accounts):
+        if not any(p["instrument"].endswith(("-C", "-P")) for p in engine.positions(i)):
+            continue
+        cross = engine.summary(i)
+        engine.set_mode(i, "portfolio")
+        pm = engine.summary(i)
+        engine.set_mode(i, "cross")
+        rows.append({"account": name, "margin_asset": engine.margin_asset(i),
+                     "cross_im": cross.im, "portfolio_im": pm.im})
+    saved = sorted(rows, key=lambda r: r["cross_im"] - r["portfolio_im"], reverse=True)
+    totals: dict[str, dict[str, float]] = {}
+    for r in rows:
+        t = totals.setdefault(r["margin_asset"], {"accounts": 0, "cross_im": 0.0,
+                                                  "portfolio_im": 0.0})
+        t["accounts"] += 1
+        t["cross_im"] += r["cross_im"]
+        t["portfolio_im"] += r["portfolio_im"]
+    return {"totals": totals, "largest_savings": saved[:top]}
 
 
 def run() -> None:
@@ -162,8 +196,9 @@ def run() -> None:
     worst = max(abs(o["implied_vol"] - o["vol"]) for o in summary["options"])
     console.print(f"Implied-vol round trip over the chain: max error {worst:.1e}")
 
-    engine = demo_book.build_engine()
-    report = book_report(engine)
+    with console.status("Building the demo venue and margining it in every mode..."):
+        engine = demo_book.build_engine(risk=True)
+        report = book_report(engine)
     _print_book(console, report)
 
 
@@ -201,3 +236,47 @@ def _print_book(console: Any, report: dict[str, Any]) -> None:
         f"{p['price']:,.2f}: {verdict}[/], IM after {p['im_after']:,.2f}, available after "
         f"{p['available_after']:,.2f}; largest buy {p['max_buy']:,.4f}, largest sell "
         f"{p['max_sell']:,.4f}")
+    _print_modes_and_stress(console, report)
+
+
+def _print_modes_and_stress(console: Any, report: dict[str, Any]) -> None:
+    from rich import box
+    from rich.table import Table
+
+    pc = report["portfolio_vs_cross"]
+    table = Table(title="Portfolio vs cross margin (accounts holding options)",
+                  title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("margin asset", "accounts", "cross IM", "portfolio IM", "capital freed"):
+        table.add_column(col, justify="right")
+    for asset, t in sorted(pc["totals"].items()):
+        freed = t["cross_im"] - t["portfolio_im"]
+        share = freed / t["cross_im"] if t["cross_im"] else 0.0
+        table.add_row(asset, f"{t['accounts']:,}", f"{t['cross_im']:,.2f}",
+                      f"{t['portfolio_im']:,.2f}", f"{freed:,.2f} ({share:.0%})")
+    console.print(table)
+    plan = report["liquidation_plan"]
+    if plan:
+        table = Table(
+            title=f"Liquidation plan for {plan['account']}: equity {plan['equity_before']:,.4f}"
+                  f" vs target {plan['target_before']:,.4f}",
+            title_justify="left", box=box.SIMPLE_HEAD)
+        for col in ("step", "instrument", "qty", "price", "penalty", "released", "why"):
+            table.add_column(col, justify="right" if col not in ("why", "instrument") else "left")
+        for st in plan["steps"]:
+            table.add_row(st["kind"], st["instrument"], f"{st['qty']:,.4f}",
+                          f"{st['price']:,.4f}", f"{st['penalty']:,.6f}",
+                          f"{st['released']:,.6f}", st["reason"])
+        console.print(table)
+        console.print(f"After the plan: equity {plan['equity_after']:,.4f}, requirement "
+                      f"{plan['requirement_after']:,.4f}, restored: {plan['restored']}")
+    stress = report["stress"]
+    table = Table(title=f"Stress: {stress['underlying']} {stress['shock']:+.0%}, liquidations "
+                        "move the price (cascade)", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("round", "liquidated", "volume", "price", "bad debt $", "insurance fund $",
+                "ADL notional $"):
+        table.add_column(col, justify="right")
+    for r in stress["rounds"]:
+        table.add_row(str(r["round"]), f"{r['liquidated']:,}", f"{r['volume']:,.4f}",
+                      f"{r['price']:,.2f}", f"{r['bad_debt']:,.2f}", f"{r['fund']:,.2f}",
+                      f"{r['adl_volume']:,.2f}")
+    console.print(table)

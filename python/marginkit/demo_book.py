@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from . import scenarios
 from .engine import Engine
 from .presets import apply_preset
 from .pricing import black76
@@ -35,8 +36,10 @@ def _smile(coin: str, strike: float, fwd: float) -> float:
     return ATM_VOL[coin] + 0.30 * m * m - 0.05 * m
 
 
-def build_engine(n_accounts: int = 3000, seed: int = 7) -> Engine:
-    """The demo venue with ``n_accounts`` accounts."""
+def build_engine(n_accounts: int = 3000, seed: int = 7, *, risk: bool = False) -> Engine:
+    """The demo venue with ``n_accounts`` accounts (cross margin). With ``risk``,
+    also portfolio-margin grids per underlying, liquidity models, liquidation
+    parameters and an insurance fund (:func:`configure_risk`)."""
     rng = np.random.default_rng(seed)
     eng = Engine()
     eng.now = NOW.timestamp()
@@ -72,7 +75,24 @@ def build_engine(n_accounts: int = 3000, seed: int = 7) -> Engine:
                                    inverse=inverse, greeks=("price",)).price[0]
                     eng.add_instrument(name, model="deribit_options", mark=float(mark))
     _populate(eng, rng, n_accounts)
+    if risk:
+        configure_risk(eng)
     return eng
+
+
+def configure_risk(eng: Engine) -> None:
+    """Portfolio-margin grids per underlying, liquidity, liquidation and the fund."""
+    eng.add_scenario_set("deribit", **scenarios.deribit(short_option_charge=0.01))
+    for coin in ("BTC", "ETH", "SOL"):
+        eng.set_scenarios(coin, "deribit")
+    for name in eng.instruments:
+        is_option = name.endswith(("-C", "-P"))
+        eng.set_liquidity(name, spread=0.002 if is_option else 0.0005,
+                          impact=1e-4 if is_option else 2e-6)
+    eng.set_liquidation_params(target="maintenance", buffer=0.05, fee_rate=0.005)
+    eng.fund_insurance("USDC", 250_000.0)
+    eng.fund_insurance("BTC", 2.0)
+    eng.fund_insurance("ETH", 30.0)
 
 
 def _populate(eng: Engine, rng: np.random.Generator, n: int) -> None:

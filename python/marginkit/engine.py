@@ -595,7 +595,8 @@ class Engine:
         fund, or, when the fund cannot, taken by auto-deleveraging of opposite
         positions at the bankruptcy price (ranked by :meth:`adl_ranking`); what is
         left is socialised. Returns the plan and ``fees_to_fund``, ``bad_debt``,
-        ``fund_paid``, ``adl_volume``, ``adl_accounts``, ``socialized``."""
+        ``fund_paid``, ``adl_volume`` (contracts), ``adl_notional`` (USD),
+        ``adl_accounts``, ``socialized`` (margin asset unless said)."""
         res = self._core.liquidate(self._acct(account))
         self._named_plan(res["plan"])
         res["adl_accounts"] = [self._core.account_name(i) for i in res["adl_accounts"]]
@@ -629,8 +630,9 @@ class Engine:
         account in breach, let the liquidated volume move the price
         (``impact`` x net units sold, as a fraction of the price), and repeat to
         a fixed point or ``max_rounds``. Per round: ``liquidated`` accounts,
-        ``volume`` (units of the underlying), ``price`` after the round,
-        ``bad_debt``, ``fund`` (USD value), ``adl_volume``, ``socialized``."""
+        ``volume`` (units of the underlying), ``price`` after the round, and in
+        USD: ``bad_debt``, ``fund`` (the insurance fund's value), ``adl_volume``
+        (notional deleveraged), ``socialized``."""
         return self._core.cascade(self._asset(underlying), _finite("shock", shock),
                                   _finite("impact", impact, nonneg=True), int(max_rounds))
 

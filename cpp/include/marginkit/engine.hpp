@@ -276,7 +276,7 @@ class Engine {
     int liquidated;
     double volume;  // contracts liquidated on the underlying, in underlying units
     double price;   // the underlying's price after the round's impact
-    double bad_debt, fund, adl_volume, socialized;
+    double bad_debt, fund, adl_volume, socialized;  // USD: bad debt, fund, ADL notional
   };
   // Shock an underlying by `shock` (fraction), liquidate everything in breach,
   // move the price by impact x net liquidated units, repeat to a fixed point.

@@ -58,6 +58,7 @@ struct LiquidationResult {
   double bad_debt = 0.0;        // negative equity left after the closes
   double fund_paid = 0.0;       // bad debt the insurance fund absorbed
   double adl_volume = 0.0;      // contracts taken from opposite positions
+  double adl_notional = 0.0;    // their notional in USD
   double socialized = 0.0;      // bad debt neither the fund nor ADL covered
   std::vector<int> adl_accounts;  // counterparties deleveraged, in rank order
 };
