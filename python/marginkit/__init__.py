@@ -8,6 +8,7 @@ batches) under a thin Python API.
 * :func:`build_info`, :func:`set_isa`, :func:`set_num_threads`: how it runs.
 """
 
+from . import presets, scenarios
 from ._core import __version__
 from .engine import HEALTH_STATES, BookEvaluation, Engine
 from .pricing import GREEKS, Black76Result, black76, implied_vol
@@ -25,6 +26,8 @@ __all__ = [
     "get_isa",
     "get_num_threads",
     "implied_vol",
+    "presets",
+    "scenarios",
     "set_isa",
     "set_num_threads",
 ]
