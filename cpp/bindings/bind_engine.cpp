@@ -508,6 +508,7 @@ void register_engine(py::module_& m) {
           d["adl_notional"] = r.adl_notional;
           d["socialized"] = r.socialized;
           d["adl_accounts"] = r.adl_accounts;
+          d["market_fills"] = r.market_fills;
           return d;
         });
       })

@@ -751,7 +751,9 @@ void Engine::cancel_order(std::int64_t order_id) {
   Account& a = accounts_[o.account];
   Position& p = slot(a, o.instrument);
   double& side = o.qty > 0 ? p.bids : p.asks;
-  side = std::max(0.0, side - std::fabs(o.qty));
+  const double rest = side - std::fabs(o.qty);
+  // Float residue of adding and removing orders is not a resting order.
+  side = rest > 1e-12 * (side + std::fabs(o.qty)) ? rest : 0.0;
   orders_.erase(it);
   drop_empty(a);
   touch(a);
@@ -772,7 +774,8 @@ void Engine::fill_order(std::int64_t order_id, double qty, double price, double 
   if (!(std::isfinite(price) && (opt ? price >= 0.0 : price > 0.0))) bad("fill price is invalid");
   Position& p = slot(accounts_[account], instrument);
   double& side = o.qty > 0 ? p.bids : p.asks;
-  side = std::max(0.0, side - qty);
+  const double rest = side - qty;
+  side = rest > 1e-12 * (side + qty) ? rest : 0.0;
   o.qty -= signed_qty;
   if (o.qty == 0.0) orders_.erase(it);
   fill(account, instrument, signed_qty, price, fee);

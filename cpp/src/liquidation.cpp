@@ -94,11 +94,11 @@ double Engine::liquidation_target(const Account& a) const noexcept {
 }
 
 double Engine::apply_trade(Account& a, const InstrumentSpec& in, int instrument, double qty,
-                           double price, double fee_to_fund) {
+                           double price, double fee, bool to_fund) {
   Position& p = slot(a, instrument);
   const double cash = fill_cash(a, in, p, qty, price);
-  a.balances[in.settle] += cash - fee_to_fund;
-  fund_[in.settle] += fee_to_fund;
+  a.balances[in.settle] += cash - fee;
+  if (to_fund) fund_[in.settle] += fee;
   drop_empty(a);
   touch(a);
   return cash;
@@ -155,6 +155,34 @@ double Engine::bankruptcy_price(int account, int instrument) {
 
 // ---- plans -----------------------------------------------------------------------------
 
+namespace {
+// Closing x of a position whose size is q: the signed trade.
+double closing(double q, double x) { return q > 0.0 ? -x : x; }
+}  // namespace
+
+double Engine::liquidation_fee(const InstrumentSpec& in, double x, double price) const noexcept {
+  return liq_.fee_rate * x * in.terms.contract_size *
+         (in.terms.inverse && in.kind != InstrumentKind::option ? 1.0 / price : price);
+}
+
+// One liquidation fill on an account, exactly as execution will do it: the fill
+// at the expected price and the penalty (settlement asset), capped so that it
+// never takes equity below zero. Returns the penalty in the margin asset.
+double Engine::liquidation_fill(Account& a, int instrument, double qty, bool to_fund) {
+  const InstrumentSpec& in = instruments_[instrument];
+  const double px = exec_price(instrument, qty);
+  refresh(a);
+  const double e0 = a.collateral + a.sum_pos_equity;
+  const double free = trade_effect(a, in, instrument, qty, px, 0.0).d_equity;
+  const double f = to_margin(a, in.settle);
+  const double fee = std::min(liquidation_fee(in, std::fabs(qty), px) * f,
+                              std::max(0.0, e0 + free));
+  apply_trade(a, in, instrument, qty, px, fee / f, to_fund);
+  a.stamp = 0;
+  refresh(a);
+  return fee;
+}
+
 LiquidationPlan Engine::plan_liquidation(int account) {
   acct(account);
   ensure_risk();
@@ -163,13 +191,13 @@ LiquidationPlan Engine::plan_liquidation(int account) {
   refresh(sim);
   LiquidationPlan plan;
   plan.account = account;
-  auto equity = [&] { return sim.collateral + sim.sum_pos_equity; };
-  plan.equity_before = equity();
+  auto equity = [](const Account& x) { return x.collateral + x.sum_pos_equity; };
+  auto gap_of = [&](const Account& x) {
+    return round_down(equity(x), quantum(x)) - liquidation_target(x);
+  };
+  plan.equity_before = equity(sim);
   plan.requirement_before = liquidation_requirement(sim);
   plan.target_before = liquidation_target(sim);
-  const double release_factor = liq_.target == LiquidationTarget::maintenance
-                                    ? thresholds_.liquidation * (1.0 + liq_.buffer)
-                                    : 1.0;
   // 1. Resting orders first: they only add requirement.
   for (Position& p : sim.positions) {
     if (p.bids <= 0.0 && p.asks <= 0.0) continue;
@@ -187,105 +215,117 @@ LiquidationPlan Engine::plan_liquidation(int account) {
   drop_empty(sim);
   sim.stamp = 0;
   refresh(sim);
-  // 2. Positions, best requirement released per unit of cost first.
-  const std::size_t max_iter = 64 + 16 * sim.positions.size();
-  auto restored = [&] {
-    return round_down(equity(), quantum(sim)) >= liquidation_target(sim) || sim.positions.empty();
+  // The state after closing x of an instrument, computed the way execution will.
+  auto after = [&](int instrument, double q, double x) {
+    Account t = sim;
+    liquidation_fill(t, instrument, closing(q, x), false);
+    return t;
   };
-  for (std::size_t it = 0; it < max_iter; ++it) {
-    if (restored()) break;
+  // 2. Positions: the most requirement released per unit of cost first. Each
+  // candidate is tried at fractions of its step limit, because in portfolio mode
+  // a partial close can release requirement where a whole one adds some.
+  const std::size_t max_iter = 64 + 16 * sim.positions.size();
+  for (std::size_t it = 0; it < max_iter && gap_of(sim) < 0.0 && !sim.positions.empty(); ++it) {
     struct Cand {
       int instrument = -1;
-      double limit = 0.0, score = -1.0;
+      double q = 0.0, size = 0.0, limit = 0.0, score = -1.0;
     } best;
     int considered = 0;
+    const double req0 = liquidation_requirement(sim), e0 = equity(sim);
     for (const Position& p : sim.positions) {
       if (p.size == 0.0) continue;
-      const InstrumentSpec& in = instruments_[p.instrument];
+      ++considered;
       const double step = liquidity_[p.instrument].max_step;
       const double limit = step > 0.0 ? std::min(std::fabs(p.size), step) : std::fabs(p.size);
-      const double qty = p.size > 0.0 ? -limit : limit;
-      const double px = exec_price(p.instrument, qty);
-      const double fee = liq_.fee_rate * std::fabs(qty) * in.terms.contract_size *
-                         (in.terms.inverse && in.kind != InstrumentKind::option ? 1.0 / px : px);
-      const TradeEffect te = trade_effect(sim, in, p.instrument, qty, px, fee);
-      const double released =
-          -(liq_.target == LiquidationTarget::maintenance ? te.d_mm : te.d_im) * release_factor;
-      ++considered;
-      if (!(released > 0.0)) continue;  // never a step that raises the requirement
-      const double cost = std::max(0.0, -te.d_equity);
-      const double score = cost > 0.0 ? released / cost : std::numeric_limits<double>::infinity();
-      const bool better = score > best.score ||
-                          (score == best.score && p.instrument < best.instrument);
-      if (better) best = {p.instrument, limit, score};
-    }
-    if (best.instrument < 0) break;  // nothing left that helps
-    const InstrumentSpec& in = instruments_[best.instrument];
-    double q = 0.0;
-    for (const Position& p : sim.positions) {
-      if (p.instrument == best.instrument) q = p.size;
-    }
-    const double sign = q > 0.0 ? -1.0 : 1.0;
-    const double e0 = equity();
-    auto fee_of = [&](double x, double px) {
-      return liq_.fee_rate * x * in.terms.contract_size *
-             (in.terms.inverse && in.kind != InstrumentKind::option ? 1.0 / px : px);
-    };
-    // Equity minus target after closing x (penalty capped by what is left), both
-    // rounded as the account's health is judged.
-    const double qm = quantum(sim);
-    auto gap = [&](double x) {
-      const double px = exec_price(best.instrument, sign * x);
-      const TradeEffect free = trade_effect(sim, in, best.instrument, sign * x, px, 0.0);
-      const double fee_m = fee_of(x, px) * to_margin(sim, in.settle);
-      const double fee = std::min(fee_m, std::max(0.0, e0 + free.d_equity));
-      const double req = liq_.target == LiquidationTarget::maintenance ? sim.sum_mm + free.d_mm
-                                                                       : sim.sum_im + free.d_im;
-      const double target = liq_.target == LiquidationTarget::maintenance
-                                ? round_up(req, qm) * thresholds_.liquidation * (1.0 + liq_.buffer)
-                                : round_up(req, qm);
-      return round_down(e0 + free.d_equity - fee, qm) - target;
-    };
-    double x = best.limit;
-    if (gap(best.limit) >= 0.0) {  // the smallest quantity that restores the target
-      double lo = 0.0, hi = best.limit;
-      while (true) {
-        const double mid = lo + (hi - lo) / 2.0;
-        if (mid <= lo || mid >= hi) break;
-        (gap(mid) >= 0.0 ? hi : lo) = mid;
+      // A bankrupt account is not nursed back in small pieces: whole steps only.
+      const bool bankrupt = e0 < 0.0;
+      for (double frac : {1.0, 0.5, 0.25, 0.125, 0.0625}) {
+        if (bankrupt && frac < 1.0) break;
+        const double x = limit * frac;
+        const Account t = after(p.instrument, p.size, x);
+        const double released = req0 - liquidation_requirement(t);
+        if (!(released > 0.0)) continue;  // never a step that raises the requirement
+        const double cost = std::max(0.0, e0 - equity(t));
+        const double score = cost > 0.0 ? released / cost : std::numeric_limits<double>::infinity();
+        // Larger sizes come first and keep ties (within rounding); then lower ids.
+        const bool clearly = score > best.score * (1.0 + 1e-9) ||
+                             (best.score < 0.0 && score > best.score);
+        const bool tie = !clearly && score >= best.score * (1.0 - 1e-9) &&
+                         p.instrument < best.instrument;
+        if (clearly || tie) best = {p.instrument, p.size, x, limit, score};
       }
-      x = hi;
     }
-    const double qty = sign * x;
-    const double px = exec_price(best.instrument, qty);
-    const TradeEffect free = trade_effect(sim, in, best.instrument, qty, px, 0.0);
-    const double f = to_margin(sim, in.settle);
-    const double fee_m = std::min(fee_of(x, px) * f, std::max(0.0, e0 + free.d_equity));
+    if (best.instrument < 0) break;  // nothing left that releases requirement
+    // The smallest quantity up to the step limit that restores the target: the
+    // first of 32 even sizes that does, then bisection below it; if none does,
+    // the best-scoring size (progress, and the next step continues).
+    double x = best.size;
+    double prev = 0.0;
+    for (int k = 1; k <= 32; ++k) {
+      const double xk = best.limit * k / 32.0;
+      if (gap_of(after(best.instrument, best.q, xk)) >= 0.0) {
+        double lo = prev, hi = xk;
+        while (true) {
+          const double mid = lo + (hi - lo) / 2.0;
+          if (mid <= lo || mid >= hi) break;
+          (gap_of(after(best.instrument, best.q, mid)) >= 0.0 ? hi : lo) = mid;
+        }
+        x = hi;
+        break;
+      }
+      prev = xk;
+    }
     LiquidationStep st;
-    st.kind = x >= std::fabs(q) ? "close" : "reduce";
     st.instrument = best.instrument;
-    st.qty = qty;
-    st.price = px;
-    st.penalty = fee_m;
-    st.slippage = std::max(0.0, -free.d_equity);
-    st.released = -(liq_.target == LiquidationTarget::maintenance ? free.d_mm : free.d_im) *
-                  release_factor;
+    st.qty = closing(best.q, x);
+    st.price = exec_price(best.instrument, st.qty);
+    Account next = sim;
+    const InstrumentSpec& in = instruments_[best.instrument];
+    st.slippage = std::max(
+        0.0, -trade_effect(next, in, best.instrument, st.qty, st.price, 0.0).d_equity);
+    st.penalty = liquidation_fill(next, best.instrument, st.qty, false);
+    st.released = req0 - liquidation_requirement(next);
+    st.kind = x >= std::fabs(best.q) ? "close" : "reduce";
     st.score = best.score;
     st.reason = fmt("best of %.0f positions: releases %.6g of requirement per unit of cost "
                     "(score %.6g)",
                     static_cast<double>(considered), st.released, best.score);
-    st.reason += x < best.limit ? "; sized exactly to restore the target"
-                                : (x < std::fabs(q) ? "; limited by the step size"
-                                                    : "; partial steps cannot restore the target");
+    const bool exact = gap_of(next) >= 0.0;
+    st.reason += exact && x < std::fabs(best.q)
+                     ? "; sized exactly to restore the target"
+                     : (x < std::fabs(best.q) ? "; limited by the step size or the best size"
+                                              : "; partial steps cannot restore the target");
     plan.steps.push_back(st);
-    apply_trade(sim, in, best.instrument, qty, px, 0.0);
-    sim.balances[in.settle] -= fee_m / f;  // the penalty leaves the copy (no fund here)
-    sim.stamp = 0;
-    refresh(sim);
+    sim = next;
   }
-  plan.equity_after = equity();
+  // 3. A bankrupt account that cannot be restored is flattened: what is left
+  // (long options, say) is sold for what it brings.
+  if (gap_of(sim) < 0.0 && equity(sim) < 0.0) {
+    while (!sim.positions.empty()) {
+      const Position p = sim.positions.front();
+      LiquidationStep st;
+      const double step = liquidity_[p.instrument].max_step;
+      const double x = step > 0.0 ? std::min(std::fabs(p.size), step) : std::fabs(p.size);
+      st.kind = x >= std::fabs(p.size) ? "close" : "reduce";
+      st.instrument = p.instrument;
+      st.qty = closing(p.size, x);
+      st.price = exec_price(p.instrument, st.qty);
+      const double req0 = liquidation_requirement(sim);
+      st.slippage = std::max(0.0, -trade_effect(sim, instruments_[p.instrument], p.instrument,
+                                                st.qty, st.price, 0.0).d_equity);
+      if (p.size == 0.0) {
+        sim.positions.erase(sim.positions.begin());
+        continue;
+      }
+      st.penalty = liquidation_fill(sim, p.instrument, st.qty, false);
+      st.released = req0 - liquidation_requirement(sim);
+      st.reason = "the account is bankrupt: every remaining position is closed";
+      plan.steps.push_back(st);
+    }
+  }
+  plan.equity_after = equity(sim);
   plan.requirement_after = liquidation_requirement(sim);
-  plan.restored = restored();
+  plan.restored = gap_of(sim) >= 0.0 || sim.positions.empty();
   return plan;
 }
 
@@ -350,26 +390,27 @@ LiquidationResult Engine::liquidate(int account) {
       p.bids = p.asks = 0.0;
       drop_empty(a);
       touch(a);
+      refresh(a);
       continue;
     }
     const InstrumentSpec& in = instruments_[st.instrument];
-    const double f = to_margin(a, in.settle);
-    // Earlier steps (deleveraging) may have closed part of it already.
+    // Deleveraging in an earlier step may have closed part of it already.
     double held = 0.0;
     for (const Position& p : a.positions) {
       if (p.instrument == st.instrument) held = p.size;
     }
     if (held == 0.0 || (held > 0.0) == (st.qty > 0.0)) continue;
-    const double step_qty = st.qty > 0.0 ? std::min(st.qty, -held) : std::max(st.qty, -held);
+    const double qty = st.qty > 0.0 ? std::min(st.qty, -held) : std::max(st.qty, -held);
     refresh(a);
     const double e0 = a.collateral + a.sum_pos_equity;
-    const TradeEffect te = trade_effect(a, in, st.instrument, step_qty, st.price, 0.0);
-    const double deficit = -(e0 + te.d_equity);  // bad debt this fill would leave
-    const int side = step_qty < 0.0 ? 1 : -1;    // the side being closed
-    double left = std::fabs(step_qty);
+    const double free = trade_effect(a, in, st.instrument, qty, exec_price(st.instrument, qty),
+                                     0.0).d_equity;
+    const double deficit = -(e0 + free);  // bad debt a market fill would leave
+    const int side = qty < 0.0 ? 1 : -1;  // the side being closed
+    double left = std::fabs(qty);
     if (deficit > 0.0 && fund_[margin] < deficit) {
       // The fund cannot pay: deleverage opposite positions at the bankruptcy price.
-      const double bp = zero_equity_price(a, in, st.instrument, step_qty);
+      const double bp = zero_equity_price(a, in, st.instrument, qty);
       if (std::isfinite(bp) && bp > 0.0) {
         for (int c : adl_ranking(st.instrument, side)) {
           if (left <= 0.0 || c == account) continue;
@@ -381,46 +422,46 @@ LiquidationResult Engine::liquidate(int account) {
           const double y = std::min(left, std::fabs(theirs));
           if (y <= 0.0) continue;
           // Both sides trade y at the bankruptcy price, between themselves.
-          apply_trade(a, in, st.instrument, side > 0 ? -y : y, bp, 0.0);
-          apply_trade(other, in, st.instrument, theirs > 0 ? -y : y, bp, 0.0);
+          apply_trade(a, in, st.instrument, side > 0 ? -y : y, bp, 0.0, false);
+          apply_trade(other, in, st.instrument, theirs > 0 ? -y : y, bp, 0.0, false);
           res.adl_volume += y;
           res.adl_notional += in.terms.inverse && in.kind != InstrumentKind::option
                                   ? y * in.terms.contract_size
                                   : y * in.terms.contract_size * bp * assets_[in.settle].price;
-          res.adl_accounts.push_back(c);
+          if (std::find(res.adl_accounts.begin(), res.adl_accounts.end(), c) ==
+              res.adl_accounts.end()) {
+            res.adl_accounts.push_back(c);
+          }
           left -= y;
         }
       }
     }
-    if (left > 0.0) {  // the rest goes to the market at the expected price
-      const double qty = side > 0 ? -left : left;
+    if (left > 0.0) {  // the rest goes to the market, exactly as planned
+      const double q_mkt = side > 0 ? -left : left;
       refresh(a);
-      const double e1 = a.collateral + a.sum_pos_equity;
-      const TradeEffect mkt = trade_effect(a, in, st.instrument, qty, st.price, 0.0);
-      const double fee = std::min(st.penalty * left / std::fabs(st.qty),
-                                  std::max(0.0, e1 + mkt.d_equity)) / f;
-      apply_trade(a, in, st.instrument, qty, st.price, fee);
-      market_pnl_[margin] -= mkt.d_equity;  // the market's gain against the mark
-      res.fees_to_fund += fee * f;
-    }
-    refresh(a);
-    const double eq = a.collateral + a.sum_pos_equity;
-    if (eq < 0.0) {  // bad debt: the fund pays what it can
-      const double debt = -eq;
-      res.bad_debt += debt;
-      const double pay = std::min(debt, fund_[margin]);
-      fund_[margin] -= pay;
-      a.balances[margin] += pay;
-      res.fund_paid += pay;
-      touch(a);
+      const double gain = -trade_effect(a, in, st.instrument, q_mkt,
+                                        exec_price(st.instrument, q_mkt), 0.0).d_equity;
+      res.fees_to_fund += liquidation_fill(a, st.instrument, q_mkt, true);
+      market_pnl_[margin] += gain;  // the market's gain against the mark
+      res.market_fills.emplace_back(st.instrument, q_mkt);
     }
   }
+  // Settlement: negative equity is bad debt; the fund pays what it can, and
+  // what is left, once nothing remains to deleverage, is written off.
   refresh(a);
   const double eq = a.collateral + a.sum_pos_equity;
-  if (eq < 0.0 && a.positions.empty()) {  // nobody covered it: written off
-    res.socialized = -eq;
-    socialized_[margin] += -eq;
-    a.balances[margin] += -eq;
+  if (eq < 0.0) {
+    res.bad_debt = -eq;
+    const double pay = std::min(res.bad_debt, fund_[margin]);
+    fund_[margin] -= pay;
+    a.balances[margin] += pay;
+    res.fund_paid = pay;
+    const double rest = res.bad_debt - pay;
+    if (rest > 0.0) {
+      res.socialized = rest;
+      socialized_[margin] += rest;
+      a.balances[margin] += rest;
+    }
     touch(a);
   }
   return res;
@@ -535,12 +576,12 @@ std::vector<Engine::CascadeRound> Engine::cascade(int underlying, double shock, 
     for (const LiquidationPlan& plan : plan_all()) {
       const LiquidationResult res = liquidate(plan.account);
       ++cr.liquidated;
-      for (const auto& st : res.plan.steps) {
-        const InstrumentSpec& in = instruments_[st.instrument];
-        if (st.kind == "cancel_orders" || in.underlying != underlying) continue;
+      for (const auto& [id, qty] : res.market_fills) {  // only what reached the market
+        const InstrumentSpec& in = instruments_[id];
+        if (in.underlying != underlying) continue;
         const double units = in.terms.inverse && in.kind != InstrumentKind::option
-                                 ? st.qty * in.terms.contract_size / st.price
-                                 : st.qty * in.terms.contract_size;
+                                 ? qty * in.terms.contract_size / exec_price(id, qty)
+                                 : qty * in.terms.contract_size;
         cr.volume += std::fabs(units);
         net_sold -= units;
       }

@@ -596,10 +596,12 @@ class Engine:
         positions at the bankruptcy price (ranked by :meth:`adl_ranking`); what is
         left is socialised. Returns the plan and ``fees_to_fund``, ``bad_debt``,
         ``fund_paid``, ``adl_volume`` (contracts), ``adl_notional`` (USD),
-        ``adl_accounts``, ``socialized`` (margin asset unless said)."""
+        ``adl_accounts``, ``market_fills`` (instrument, qty actually sent to the
+        market), ``socialized`` (margin asset unless said)."""
         res = self._core.liquidate(self._acct(account))
         self._named_plan(res["plan"])
         res["adl_accounts"] = [self._core.account_name(i) for i in res["adl_accounts"]]
+        res["market_fills"] = [(self._core.instrument_name(i), q) for i, q in res["market_fills"]]
         return res
 
     def adl_ranking(self, instrument: str | int, side: str) -> list[str]:

@@ -398,9 +398,12 @@ class Engine {
   double exec_price(int instrument, double qty) const noexcept;
   double liquidation_target(const Account& a) const noexcept;
   double liquidation_requirement(const Account& a) const noexcept;
-  // Applies a trade to an account (fee to the fund); returns the cash credited.
+  // Applies a trade to an account, the fee (settlement asset) to the fund if
+  // to_fund; returns the cash the trade credited.
   double apply_trade(Account& a, const InstrumentSpec& in, int instrument, double qty,
-                     double price, double fee_to_fund);
+                     double price, double fee, bool to_fund);
+  double liquidation_fee(const InstrumentSpec& in, double x, double price) const noexcept;
+  double liquidation_fill(Account& a, int instrument, double qty, bool to_fund);
   // The price at which trading qty leaves equity exactly 0 (NaN if none).
   double zero_equity_price(Account& a, const InstrumentSpec& in, int instrument, double qty);
   double implied_vol_of(int instrument) const;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace marginkit {
@@ -61,6 +62,7 @@ struct LiquidationResult {
   double adl_notional = 0.0;    // their notional in USD
   double socialized = 0.0;      // bad debt neither the fund nor ADL covered
   std::vector<int> adl_accounts;  // counterparties deleveraged, in rank order
+  std::vector<std::pair<int, double>> market_fills;  // (instrument, qty) sent to the market
 };
 
 }  // namespace marginkit
