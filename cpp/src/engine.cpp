@@ -227,14 +227,22 @@ void Engine::set_rate(double rate) {
   rate_ = rate;
 }
 
+// In the option's quote currency: USD for inverse options, the settlement asset
+// for linear ones. Forwards set with set_forward are in USD; a future's mark is
+// in its own quote currency (USD if inverse, else its settlement asset).
 Engine::Mark Engine::forward_for(const InstrumentSpec& option) const noexcept {
+  auto usd_per_quote = [&](const InstrumentSpec& x) {
+    return x.terms.inverse ? 1.0 : assets_[x.settle].price;
+  };
   auto it = forwards_.find(forward_key(option.underlying, option.expiry));
-  if (it != forwards_.end()) return it->second;
+  if (it != forwards_.end()) {
+    return Mark{it->second.value / usd_per_quote(option), it->second.time};
+  }
   for (std::size_t i = 0; i < instruments_.size(); ++i) {
     const InstrumentSpec& f = instruments_[i];
     if (f.kind == InstrumentKind::future && f.underlying == option.underlying &&
         f.expiry == option.expiry && std::isfinite(marks_[i].value)) {
-      return marks_[i];
+      return Mark{marks_[i].value * usd_per_quote(f) / usd_per_quote(option), marks_[i].time};
     }
   }
   return Mark{};
@@ -416,31 +424,23 @@ std::vector<UnderlyingGreeks> Engine::net_greeks(int account) {
       g.delta += in.terms.inverse ? p.size * cs / p.entry : p.size * cs;
       continue;
     }
-    // Option: Black-76 on the quote-currency price, at its implied volatility.
-    const double index = index_of(in), mark = marks_[p.instrument].value;
+    // Option: Black-76 on the expiry's forward at the engine's rate, at the
+    // option's own volatility (set, or implied from its mark).
+    const double index = index_of(in);
     const double usd_per_quote = in.terms.inverse ? 1.0 : assets_[in.settle].price;
     const double tau = std::max(0.0, (static_cast<double>(in.expiry) - now_) / (365.0 * 86400.0));
-    const double quote_mark = in.terms.inverse ? mark * index : mark;
-    const double zero = 0.0;
-    double vol = 0.0, pr = 0.0, d = 0.0, ga = 0.0, ve = 0.0, th = 0.0;
-    std::size_t n_bad = 0;
-    ImpliedVolInputs iv;
-    iv.n = 1;
-    iv.cp = {&in.terms.cp, false};
-    iv.price = {&quote_mark, false};
-    iv.forward = {&index, false};
-    iv.strike = {&in.terms.strike, false};
-    iv.expiry = {&tau, false};
-    iv.rate = {&zero, false};
-    if (implied_vol(iv, &vol, Settlement::linear, n_bad) || n_bad != 0) vol = 0.0;
+    const Mark fm = forward_for(in);
+    const double fwd = std::isfinite(fm.value) ? fm.value : index;
+    const double vol = implied_vol_of(p.instrument);
+    double pr = 0.0, d = 0.0, ga = 0.0, ve = 0.0, th = 0.0;
     Black76Inputs bi;
     bi.n = 1;
-    bi.cp = iv.cp;
-    bi.forward = iv.forward;
-    bi.strike = iv.strike;
-    bi.expiry = iv.expiry;
+    bi.cp = {&in.terms.cp, false};
+    bi.forward = {&fwd, false};
+    bi.strike = {&in.terms.strike, false};
+    bi.expiry = {&tau, false};
     bi.vol = {&vol, false};
-    bi.rate = iv.rate;
+    bi.rate = {&rate_, false};
     black76(bi, Black76Outputs{&pr, &d, &ga, &ve, &th}, Settlement::linear);
     const double units = p.size * cs * usd_per_quote;
     g.delta += units * d;
@@ -828,23 +828,13 @@ Engine::LiquidationPrices Engine::liquidation_prices(int account, int underlying
     Leg leg{&p, &in, in.underlying == underlying || in.settle == underlying, 0.0, 0.0, 0.0};
     const double mark = marks_[p.instrument].value, index = index_of(in);
     if (in.kind == InstrumentKind::option) {
+      // Repriced as the market priced it: its own volatility (set, or implied
+      // on the expiry's forward at the engine's rate); the forward keeps its
+      // ratio to the index.
       leg.tau = std::max(0.0, (static_cast<double>(in.expiry) - now_) / (365.0 * 86400.0));
-      const double quote_mark = in.terms.inverse ? mark * index : mark;
-      const std::int8_t cp = in.terms.cp;
-      const double zero = 0.0;
-      ImpliedVolInputs iv;
-      iv.n = 1;
-      iv.cp = {&cp, false};
-      iv.price = {&quote_mark, false};
-      iv.forward = {&index, false};
-      iv.strike = {&in.terms.strike, false};
-      iv.expiry = {&leg.tau, false};
-      iv.rate = {&zero, false};
-      std::size_t n_bad = 0;
-      double vol = nan;
-      if (leg.tau > 0.0 && !implied_vol(iv, &vol, Settlement::linear, n_bad) && n_bad == 0) {
-        leg.vol = vol;
-      }
+      leg.vol = implied_vol_of(p.instrument);
+      const Mark f = forward_for(in);
+      leg.ratio = std::isfinite(f.value) ? f.value / index : 1.0;
     } else {
       leg.ratio = mark / index;
     }
@@ -872,15 +862,15 @@ Engine::LiquidationPrices Engine::liquidation_prices(int account, int underlying
       if (leg.moves) {
         if (in.kind == InstrumentKind::option) {
           const std::int8_t cp = in.terms.cp;
-          const double zero = 0.0;
+          const double fwd = leg.ratio * index;
           Black76Inputs bi;
           bi.n = 1;
           bi.cp = {&cp, false};
-          bi.forward = {&index, false};
+          bi.forward = {&fwd, false};
           bi.strike = {&in.terms.strike, false};
           bi.expiry = {&leg.tau, false};
           bi.vol = {&leg.vol, false};
-          bi.rate = {&zero, false};
+          bi.rate = {&rate_, false};
           double value_q = 0.0;
           Black76Outputs bo;
           bo.price = &value_q;

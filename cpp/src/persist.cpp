@@ -32,6 +32,32 @@ class Writer {
   std::string out_;
 };
 
+// Names are UTF-8 text: anything else is a corrupt state.
+bool valid_utf8(const std::string& s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::size_t n;
+    if (c < 0x80) {
+      n = 0;
+    } else if ((c >> 5) == 0x6) {
+      n = 1;
+    } else if ((c >> 4) == 0xe) {
+      n = 2;
+    } else if ((c >> 3) == 0x1e) {
+      n = 3;
+    } else {
+      return false;
+    }
+    if (i + n >= s.size()) return false;
+    for (std::size_t k = 1; k <= n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
 class Reader {
  public:
   explicit Reader(const std::string& in) : in_(in) {}
@@ -49,6 +75,7 @@ class Reader {
     need(n);
     std::string s = in_.substr(pos_, n);
     pos_ += n;
+    if (!valid_utf8(s)) fail();
     return s;
   }
   std::size_t count() {  // a length that must fit in what is left
@@ -298,7 +325,10 @@ Engine Engine::load(const std::string& bytes) {
       Position p;
       p.instrument = r.get<int>();
       for (double* x : {&p.size, &p.entry, &p.bids, &p.asks}) *x = r.get<double>();
-      if (p.instrument < 0 || p.instrument >= static_cast<int>(e.instruments_.size())) r.fail();
+      if (p.instrument < 0 || p.instrument >= static_cast<int>(e.instruments_.size()) ||
+          e.instruments_[p.instrument].kind == InstrumentKind::spot) {
+        r.fail();  // no API call can put a position on spot
+      }
       a.positions.push_back(p);
     }
   }
@@ -316,7 +346,8 @@ Engine Engine::load(const std::string& bytes) {
     o.qty = r.get<double>();
     o.price = r.get<double>();
     if (o.account < 0 || o.account >= static_cast<int>(e.accounts_.size()) || o.instrument < 0 ||
-        o.instrument >= static_cast<int>(e.instruments_.size())) {
+        o.instrument >= static_cast<int>(e.instruments_.size()) ||
+        e.instruments_[o.instrument].kind == InstrumentKind::spot) {
       r.fail();
     }
     e.orders_[id] = o;

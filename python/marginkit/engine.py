@@ -172,6 +172,15 @@ class Engine:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(self.to_bytes())
+            # mkstemp makes the file private (0600): give it the permissions a
+            # plain open() would, or those of the file it replaces.
+            if os.path.exists(target):
+                mode = os.stat(target).st_mode & 0o777
+            else:
+                umask = os.umask(0)
+                os.umask(umask)
+                mode = 0o666 & ~umask
+            os.chmod(tmp, mode)
             os.replace(tmp, target)
         except BaseException:
             if os.path.exists(tmp):
@@ -692,7 +701,9 @@ class Engine:
     def set_forward(self, underlying: str | int, expiry: Any, forward: float,
                     time: float | None = None) -> bool:
         """Sets the forward of ``underlying`` for ``expiry`` (UTC datetime or unix
-        seconds). Without one, a dated future's mark on that expiry is used."""
+        seconds), in USD. Without one, a dated future's mark on that expiry is
+        used. Linear options see it in their settlement asset (divided by its
+        price)."""
         t = self.now if time is None else _finite("time", time)
         return self._core.set_forward(self._asset(underlying), _epoch(expiry),
                                       _finite("forward", forward, positive=True), t)
@@ -823,8 +834,9 @@ class Engine:
         """Net Greeks per underlying of the positions' USD value: ``delta``
         (units of the underlying), ``gamma`` (per unit per USD), ``vega`` (USD per
         1.00 of vol), ``theta`` (USD per year). Futures contribute delta only
-        (inverse: face value / entry); options are taken with Black-76 at the
-        volatility implied by their mark, on the index."""
+        (inverse: face value / entry); options are taken with Black-76 on their
+        expiry's forward (the index if none) at :attr:`rate`, at their own
+        volatility (:meth:`set_vol`, else implied by their mark)."""
         return {
             self._core.asset_name(u): {"delta": d, "gamma": g, "vega": v, "theta": t}
             for u, d, g, v, t in self._core.net_greeks(self._acct(account))
@@ -859,9 +871,13 @@ class Engine:
     def max_order_size(self, account: str | int, instrument: str | int, side: str | int,
                        price: float) -> float:
         """The largest quantity (>= 0) of a buy or sell at ``price`` that
-        :meth:`check_order` accepts, exact to the last bit across bracket edges.
-        In portfolio mode the boundary is solved in closed form (the requirement
-        is piecewise linear in the order size). ``inf`` if margin never binds."""
+        :meth:`check_order` accepts together with every smaller quantity, exact to
+        the last bit across bracket edges. For every measure but VaR the accepted
+        sizes form one interval from zero, so this is the largest accepted size;
+        VaR is not convex and can accept again beyond a rejected region, which is
+        never offered. In portfolio mode with worst-loss sets the boundary is
+        solved in closed form (the requirement is piecewise linear in the order
+        size). ``inf`` if margin never binds."""
         s = {"buy": 1, "sell": -1, 1: 1, -1: -1}.get(side)
         if s is None:
             raise ValueError(f"side must be 'buy', 'sell', +1 or -1, got {side!r}")

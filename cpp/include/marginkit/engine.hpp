@@ -415,7 +415,8 @@ class Engine {
   std::uint64_t risk_stamp_ = 0;
   void ensure_risk();
   bool in_portfolio(const Account& a, const InstrumentSpec& in) const noexcept {
-    return a.mode == MarginMode::portfolio && underlying_set_[in.underlying] >= 0;
+    return a.mode == MarginMode::portfolio && in.kind != InstrumentKind::spot &&
+           underlying_set_[in.underlying] >= 0;
   }
   // MM and IM of one underlying from scenario P&L, short units and delta units.
   Requirement group_requirement(int set, int underlying, const double* pnl, double short_units,
