@@ -563,16 +563,105 @@ def test_bybit_inverse_initial_margin():
     assert one(eng.attribution("acct")).im == approx(case, exp["initial_margin_btc"])
 
 
-@pytest.mark.skip(reason="Bybit's leverage-set IM and MM at entry value, and bankruptcy "
-                         "prices: issue 6 (the engine's isolated LP uses MM at the mark)")
-@pytest.mark.parametrize("case_id", ["bybit_usdt_isolated_lp_long_50x",
-                                     "bybit_usdt_isolated_bankruptcy_long_50x",
-                                     "bybit_usdt_isolated_mm_example",
-                                     "bybit_inverse_cross_bankruptcy_and_lp",
-                                     "bybit_uta_isolated_inverse_partial"])
-def test_bybit_isolated_and_liquidation(case_id):
-    """Leverage-based isolated margin, BP and LP (incl. the published-but-inconsistent
-    inverse cross LP 5,739.50, whose own equation gives 5,739.08)."""
+def _bybit_linear(entry: float, leverage: float, mmr: float, deduction: float = 0.0):
+    """A USDT account, an isolated BTCUSDT position of 1 BTC funded with its IM
+    (value / leverage); Bybit values IM and MM at the entry price."""
+    eng = mk.Engine()
+    eng.now = NOW
+    eng.add_asset("USDT", price=1.0, time=NOW)
+    eng.add_asset("BTC", price=entry, time=NOW)
+    floor = deduction / mmr if deduction else None
+    brackets = [(0.0, mmr, 1.0 / leverage)] if floor is None else \
+        [(0.0, 0.0, 1.0 / leverage), (floor, mmr, 1.0 / leverage)]
+    eng.add_model("bybit", "tiered", brackets=brackets, value_at_entry=True)
+    eng.add_instrument("BTCUSDT", model="bybit", kind="perpetual", underlying="BTC",
+                       settle="USDT", inverse=False, mark=entry, time=NOW)
+    eng.add_account("parent", "USDT")
+    im = entry / leverage
+    eng.deposit("parent", "USDT", im)
+    child = eng.open_isolated("parent", "BTCUSDT", im)
+    eng.fill(child, "BTCUSDT", 1.0, entry, fee=0.0)
+    return eng, child
+
+
+def test_bybit_usdt_isolated_liquidation_price():
+    case = BYBIT["bybit_usdt_isolated_lp_long_50x"]
+    inp, exp = case["inputs"], case["expected"]
+    eng, child = _bybit_linear(inp["entry"], inp["leverage"], inp["mmr"], inp["mm_deduction"])
+    risk = one(eng.attribution(child))
+    assert risk.im == approx(case, exp["initial_margin"])
+    assert risk.mm == approx(case, exp["maintenance_margin"])
+    below, above = eng.liquidation_prices(child, "BTC")
+    assert below == approx(case, exp["liquidation_price"])
+    assert math.isnan(above)
+
+
+def test_bybit_usdt_isolated_bankruptcy_price():
+    case = BYBIT["bybit_usdt_isolated_bankruptcy_long_50x"]
+    inp = case["inputs"]
+    eng, child = _bybit_linear(inp["entry"], inp["leverage"], 0.005)
+    assert eng.bankruptcy_price(child, "BTCUSDT") == approx(
+        case, case["expected"]["bankruptcy_price"])
+
+
+def test_bybit_usdt_isolated_margin_and_loss_room():
+    case = BYBIT["bybit_usdt_isolated_mm_example"]
+    inp, exp = case["inputs"], case["expected"]
+    eng, child = _bybit_linear(inp["entry"], inp["leverage"], inp["mmr"])
+    s = eng.summary(child)
+    assert s.im == approx(case, exp["initial_margin"])
+    assert s.mm == approx(case, exp["maintenance_margin"])
+    assert s.equity - s.mm == approx(case, exp["max_unrealized_loss_before_liq"])
+
+
+def _bybit_inverse(contracts_usd, entry, balance_btc, mmr, imr, taker=0.0):
+    eng = mk.Engine()
+    eng.now = NOW
+    eng.add_asset("BTC", price=entry, time=NOW)
+    eng.add_model("bybit_inv", "tiered", brackets=[(0.0, mmr, imr)], value_at_entry=True)
+    eng.add_instrument("BTCUSD", model="bybit_inv", kind="perpetual", underlying="BTC",
+                       settle="BTC", inverse=True, contract_size=1.0, mark=entry, time=NOW,
+                       taker_fee=taker)
+    eng.add_account("acct", "BTC")
+    eng.deposit("acct", "BTC", balance_btc)
+    eng.fill("acct", "BTCUSD", contracts_usd, entry, fee=0.0)
+    return eng
+
+
+def test_bybit_inverse_cross_bankruptcy_and_liquidation_price():
+    """BP = (1 + taker) Q / (Q/entry + balance): the close's taker fee is in the
+    bankruptcy price, as in the engine's definition, and reproduces 5,718.57.
+
+    Liquidation price: the published 5,739.50 is inconsistent with its own
+    equation (5,739.08, which also reserves the closing fee at the bankruptcy
+    price inside MM). The engine's liquidation price is where equity = MM (MM on
+    the entry value, no fee reserve): Q (1/entry - 1/LP) = MM - balance, i.e.
+    5,734.77; asserted here, with the venue's equation checked separately."""
+    case = BYBIT["bybit_inverse_cross_bankruptcy_and_lp"]
+    inp, exp = case["inputs"], case["expected"]
+    q, entry, bal = inp["contracts_usd"], inp["entry"], inp["account_balance_btc"]
+    eng = _bybit_inverse(q, entry, bal, inp["mmr"], 0.01, inp["taker_fee_close"])
+    bp = eng.bankruptcy_price("acct", "BTCUSD")
+    tol = case["tolerance"]["bankruptcy_price_abs"]
+    assert bp == pytest.approx(exp["bankruptcy_price"], abs=tol)
+    mm = q / entry * inp["mmr"]
+    own = q / (q / entry + bal - mm)
+    below, _ = eng.liquidation_prices("acct", "BTC")
+    assert below == pytest.approx(own, rel=1e-12)
+    # the venue's equation (with the fee reserve) gives 5,739.08, not the published 5,739.50
+    fee_reserve = q * inp["taker_fee_close"] / bp
+    venue = q / (q / entry + bal - mm - fee_reserve)
+    assert venue == pytest.approx(5_739.08, abs=0.005)
+
+
+def test_bybit_inverse_isolated_position_value_and_im():
+    case = BYBIT["bybit_uta_isolated_inverse_partial"]
+    inp, exp = case["inputs"], case["expected"]
+    eng = _bybit_inverse(inp["contracts_usd"], inp["entry"], 1.0, inp["mmr"],
+                         1.0 / inp["leverage"])
+    risk = one(eng.attribution("acct"))
+    assert risk.im == approx(case, exp["initial_margin_btc"])
+    assert inp["contracts_usd"] / inp["entry"] == approx(case, exp["position_value_btc"])
 
 
 # ---- to the cent ---------------------------------------------------------------------

@@ -33,12 +33,13 @@ MarginModel linear_rate(double im_base, double im_slope, double mm_base, double 
 }
 
 MarginModel tiered(const std::vector<double>& floors, const std::vector<double>& mmr,
-                   const std::vector<double>& imr) {
+                   const std::vector<double>& imr, bool value_at_entry) {
   if (floors.size() != mmr.size() || floors.size() != imr.size()) {
     throw py::value_error("tiered: floors, mmr and imr must have the same length");
   }
   MarginModel m;
   m.kind = ModelKind::tiered;
+  m.value_at_entry = value_at_entry;
   for (std::size_t i = 0; i < floors.size(); ++i) {
     Bracket b;
     b.floor = floors[i];
@@ -149,8 +150,11 @@ void register_engine(py::module_& m) {
            })
       .def("add_model_tiered",
            [](Engine& e, const std::string& name, const std::vector<double>& floors,
-              const std::vector<double>& mmr, const std::vector<double>& imr) {
-             return guarded([&] { return e.add_model(named(name, tiered(floors, mmr, imr))); });
+              const std::vector<double>& mmr, const std::vector<double>& imr,
+              bool value_at_entry) {
+             return guarded([&] {
+               return e.add_model(named(name, tiered(floors, mmr, imr, value_at_entry)));
+             });
            })
       .def("add_model_option_standard",
            [](Engine& e, const std::string& name, double im_otm, double im_min, double mm,

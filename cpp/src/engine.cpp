@@ -298,7 +298,7 @@ Engine::Contribution Engine::contribution_at(const InstrumentSpec& in, double si
                                              double asks, double entry, double mark,
                                              double index, double f) const noexcept {
   const Requirement r =
-      requirement_with_orders(models_[in.model], in.terms, size, bids, asks, mark, index);
+      requirement_with_orders(models_[in.model], in.terms, size, bids, asks, mark, index, entry);
   double eq = 0.0;
   const double cs = in.terms.contract_size;
   if (size != 0.0) {
@@ -692,16 +692,14 @@ double Engine::fill_cash(Account& a, const InstrumentSpec& in, Position& p, doub
   return cash;
 }
 
-namespace {
-// Fee on a trade, in the settlement asset.
-double trade_fee(const InstrumentSpec& in, double qty, double price) {
+double Engine::taker_fee(const InstrumentSpec& in, double qty, double price) noexcept {
   const double cs = in.terms.contract_size;
   const double n = (in.terms.inverse && in.kind != InstrumentKind::option)
                        ? std::fabs(qty) * cs / price
                        : std::fabs(qty) * cs * price;
   return in.taker_fee * n;
 }
-}  // namespace
+
 
 void Engine::fill(int account, int instrument, double qty, double price, double fee) {
   Account& a = acct(account);
@@ -715,7 +713,7 @@ void Engine::fill(int account, int instrument, double qty, double price, double 
   if (a.isolated >= 0 && a.isolated != instrument) {
     bad("account '" + a.name + "' is isolated on another instrument");
   }
-  if (fee < 0.0) fee = trade_fee(in, qty, price);
+  if (fee < 0.0) fee = taker_fee(in, qty, price);
   if (in.kind == InstrumentKind::spot) {
     Position tmp;
     a.balances[in.settle] += fill_cash(a, in, tmp, qty, price) - fee;
@@ -1024,7 +1022,7 @@ OrderCheck Engine::check_order(int account, int instrument, double qty, double p
     return r;
   }
   const double qm = quantum(a);
-  const TradeEffect te = trade_effect(a, in, instrument, qty, price, trade_fee(in, qty, price));
+  const TradeEffect te = trade_effect(a, in, instrument, qty, price, taker_fee(in, qty, price));
   const double d_equity = te.d_equity, gain = te.gain, d_im = te.d_im, d_mm = te.d_mm;
   const double eq_now = a.collateral + a.sum_pos_equity;
   const double eq_before = round_down(eq_now, qm);

@@ -109,12 +109,15 @@ double Engine::apply_trade(Account& a, const InstrumentSpec& in, int instrument,
 // tiers being crossed; solve it from two evaluations, then settle the last bits
 // on the exact function.
 double Engine::zero_equity_price(Account& a, const InstrumentSpec& in, int instrument,
-                                 double qty) {
+                                 double qty, bool with_fee) {
   refresh(a);
   const double e0 = a.collateral + a.sum_pos_equity;
   const bool inv = in.terms.inverse && in.kind != InstrumentKind::option;
   const double mark = marks_[instrument].value;
-  auto equity_at = [&](double p) { return e0 + trade_effect(a, in, instrument, qty, p, 0.0).d_equity; };
+  auto equity_at = [&](double p) {
+    const double fee = with_fee ? taker_fee(in, qty, p) : 0.0;
+    return e0 + trade_effect(a, in, instrument, qty, p, fee).d_equity;
+  };
   auto var = [&](double p) { return inv ? 1.0 / p : p; };
   const double p1 = mark, p2 = mark * 1.5;
   const double y1 = equity_at(p1), y2 = equity_at(p2);
@@ -150,7 +153,7 @@ double Engine::bankruptcy_price(int account, int instrument) {
     if (p.instrument == instrument) q = p.size;
   }
   if (q == 0.0 || in.kind == InstrumentKind::spot) return kNaN;
-  return zero_equity_price(a, in, instrument, -q);
+  return zero_equity_price(a, in, instrument, -q, true);
 }
 
 // ---- plans -----------------------------------------------------------------------------
@@ -410,7 +413,7 @@ LiquidationResult Engine::liquidate(int account) {
     double left = std::fabs(qty);
     if (deficit > 0.0 && fund_[margin] < deficit) {
       // The fund cannot pay: deleverage opposite positions at the bankruptcy price.
-      const double bp = zero_equity_price(a, in, st.instrument, qty);
+      const double bp = zero_equity_price(a, in, st.instrument, qty, false);
       if (std::isfinite(bp) && bp > 0.0) {
         for (int c : adl_ranking(st.instrument, side)) {
           if (left <= 0.0 || c == account) continue;

@@ -120,9 +120,10 @@ Requirement position_requirement(const MarginModel& m, const InstrumentTerms& t,
 }
 
 Requirement requirement_with_orders(const MarginModel& m, const InstrumentTerms& t, double q,
-                                    double bids, double asks, double mark,
-                                    double index) noexcept {
-  Requirement r = position_requirement(m, t, q, mark, index);
+                                    double bids, double asks, double mark, double index,
+                                    double entry) noexcept {
+  const bool at_entry = m.kind == ModelKind::tiered && m.value_at_entry && entry > 0.0;
+  Requirement r = position_requirement(m, t, q, at_entry ? entry : mark, index);
   if (bids > 0.0) {
     Requirement b = position_requirement(m, t, q + bids, mark, index);
     if (b.im > r.im) r.im = b.im;

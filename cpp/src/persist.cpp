@@ -126,6 +126,7 @@ std::string Engine::save() const {
     }
     w.put<std::uint64_t>(m.brackets.size());
     for (const auto& b : m.brackets) w.put(b);
+    w.put(m.value_at_entry);
   }
   w.put<std::uint64_t>(sets_.size());
   for (const ScenarioSet& set : sets_) {
@@ -257,6 +258,7 @@ Engine Engine::load(const std::string& bytes) {
       *x = r.get<double>();
     }
     for (std::size_t k = 0, b = r.count(); k < b; ++k) m.brackets.push_back(r.get<Bracket>());
+    m.value_at_entry = r.get<bool>();
     e.add_model(m);
   }
   for (std::size_t i = 0, n = r.count(); i < n; ++i) {

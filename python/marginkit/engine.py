@@ -280,7 +280,8 @@ class Engine:
         ``kind="tiered"`` (Binance brackets): ``brackets=[(floor_notional, mmr,
         imr), ...]`` starting at floor 0; MM = notional x mmr - cum, IM = notional
         x imr - cum_im, with the cumulative deductions derived so both are
-        continuous.
+        continuous; ``value_at_entry=True`` values the position at its average
+        entry price instead of the mark (Bybit's isolated margin).
 
         ``kind="option_standard"`` (Deribit / bit.com / Bybit): ``im_otm=0.15,
         im_min=0.10, mm=0.075, mm_mark_call=0.0, mm_mark_put=0.075, liq_fee=0.0``;
@@ -292,7 +293,7 @@ class Engine:
         if name in self._models:
             raise ValueError(f"duplicate model {name!r}")
         allowed = {"linear_rate": {"im_base", "im_slope", "mm_base", "mm_slope"},
-                   "tiered": {"brackets"},
+                   "tiered": {"brackets", "value_at_entry"},
                    "option_standard": {"im_otm", "im_min", "mm", "mm_mark_call", "mm_mark_put",
                                        "liq_fee"}}
         if kind not in allowed:
@@ -300,7 +301,9 @@ class Engine:
         unknown = sorted(set(params) - allowed[kind])
         if unknown:
             raise ValueError(f"unknown parameter(s) for {kind}: {unknown}")
-        missing = sorted(allowed[kind] - set(params)) if kind != "option_standard" else []
+        optional = {"value_at_entry"}
+        missing = (sorted(allowed[kind] - optional - set(params))
+                   if kind != "option_standard" else [])
         if missing:
             raise ValueError(f"missing parameter(s) for {kind}: {missing}")
         if kind == "linear_rate":
@@ -314,7 +317,8 @@ class Engine:
             floors = [float(b[0]) for b in brackets]
             mmr = [float(b[1]) for b in brackets]
             imr = [float(b[2]) for b in brackets]
-            mid = self._core.add_model_tiered(str(name), floors, mmr, imr)
+            mid = self._core.add_model_tiered(str(name), floors, mmr, imr,
+                                              bool(params.pop("value_at_entry", False)))
         elif kind == "option_standard":
             defaults = {"im_otm": 0.15, "im_min": 0.10, "mm": 0.075, "mm_mark_call": 0.0,
                         "mm_mark_put": 0.075, "liq_fee": 0.0}

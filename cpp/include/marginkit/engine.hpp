@@ -251,7 +251,8 @@ class Engine {
   double market_pnl(int asset) const;
   double socialized(int asset) const;
   // The fill price of the whole position at which the account's equity after
-  // closing it is exactly 0 (NaN if there is none, or no position).
+  // closing it, and paying the instrument's taker fee on the close, is exactly 0
+  // (NaN if there is none, or no position).
   double bankruptcy_price(int account, int instrument);
   // An ordered plan that brings the account back to the target at the least
   // cost: cancel resting orders, then reduce (or close) positions, each step
@@ -404,8 +405,12 @@ class Engine {
                      double price, double fee, bool to_fund);
   double liquidation_fee(const InstrumentSpec& in, double x, double price) const noexcept;
   double liquidation_fill(Account& a, int instrument, double qty, bool to_fund);
-  // The price at which trading qty leaves equity exactly 0 (NaN if none).
-  double zero_equity_price(Account& a, const InstrumentSpec& in, int instrument, double qty);
+  // The price at which trading qty (with the instrument's taker fee if
+  // with_fee) leaves equity exactly 0 (NaN if none).
+  double zero_equity_price(Account& a, const InstrumentSpec& in, int instrument, double qty,
+                           bool with_fee);
+  // The instrument's taker fee on a trade, in its settlement asset.
+  static double taker_fee(const InstrumentSpec& in, double qty, double price) noexcept;
   double implied_vol_of(int instrument) const;
   std::vector<ScenarioSet> sets_;
   std::vector<int> underlying_set_;       // per asset: scenario set id or -1

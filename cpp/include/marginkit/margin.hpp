@@ -44,6 +44,9 @@ struct MarginModel {
   double im_base = 0.0, im_slope = 0.0, mm_base = 0.0, mm_slope = 0.0;
   // tiered (sorted by floor, first floor 0)
   std::vector<Bracket> brackets;
+  // tiered: value the position at its average entry price instead of the mark
+  // (Bybit's isolated margin: IM and MM on the entry value); orders at the mark.
+  bool value_at_entry = false;
   // option_standard
   double im_otm = 0.15, im_min = 0.10, mm = 0.075, mm_mark_call = 0.0, mm_mark_put = 0.075,
          liq_fee = 0.0;
@@ -75,9 +78,10 @@ Requirement position_requirement(const MarginModel& m, const InstrumentTerms& t,
 
 // The requirement of a position together with its resting orders: the worst of
 // all bids filling (q + bids) and all asks filling (q - asks), both including q.
+// `entry` is the position's average entry (used by value_at_entry models).
 Requirement requirement_with_orders(const MarginModel& m, const InstrumentTerms& t, double q,
-                                    double bids, double asks, double mark,
-                                    double index) noexcept;
+                                    double bids, double asks, double mark, double index,
+                                    double entry) noexcept;
 
 // Breakpoints of the model in |q| (contracts) at these prices: where the
 // requirement's formula changes (bracket floors). Used by exact solvers.
