@@ -240,14 +240,19 @@ LiquidationPlan Engine::plan_liquidation(int account) {
       ++considered;
       const double step = liquidity_[p.instrument].max_step;
       const double limit = step > 0.0 ? std::min(std::fabs(p.size), step) : std::fabs(p.size);
-      // A bankrupt account is not nursed back in small pieces: whole steps only.
+      // Scored at its step limit; smaller sizes are tried only when the whole
+      // step releases nothing (a hedge leg in portfolio mode can release
+      // requirement in part and add it in whole). A bankrupt account is not
+      // nursed back in small pieces.
       const bool bankrupt = e0 < 0.0;
+      bool whole_releases = false;
       for (double frac : {1.0, 0.5, 0.25, 0.125, 0.0625}) {
-        if (bankrupt && frac < 1.0) break;
+        if (frac < 1.0 && (bankrupt || whole_releases)) break;
         const double x = limit * frac;
         const Account t = after(p.instrument, p.size, x);
         const double released = req0 - liquidation_requirement(t);
         if (!(released > 0.0)) continue;  // never a step that raises the requirement
+        if (frac == 1.0) whole_releases = true;
         const double cost = std::max(0.0, e0 - equity(t));
         const double score = cost > 0.0 ? released / cost : std::numeric_limits<double>::infinity();
         // Larger sizes come first and keep ties (within rounding); then lower ids.
