@@ -28,6 +28,7 @@ import _baselines as bl
 import marginkit as mk
 import numpy as np
 import pytest
+from _timing import per_call_ns, run_orders
 
 NOW = 1_750_000_000  # 2025-06-15 15:06:40 UTC: the engine's clock and every price's time
 MAX_AGE = 60.0
@@ -270,22 +271,6 @@ def _check_fn(case, role):
     if role == "baseline":
         return case["checker"].check_order, case["names"]
     return case["engine"].check_order, case["names" if role == "marginkit, names" else "ids"]
-
-
-def run_orders(check, orders):
-    for a, i, q, p in orders:
-        check(a, i, q, p)
-
-
-def per_call_ns(check, orders) -> np.ndarray:
-    """Latency of each call (ns), timed one by one."""
-    pc = time.perf_counter_ns
-    out = [0] * len(orders)
-    for k, (a, i, q, p) in enumerate(orders):
-        t0 = pc()
-        check(a, i, q, p)
-        out[k] = pc() - t0
-    return np.array(out, dtype=np.float64)
 
 
 def test_check_order_agrees_with_baseline(check_case, report):

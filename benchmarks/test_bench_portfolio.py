@@ -52,6 +52,7 @@ import marginkit as mk
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from _timing import per_call_ns, run_orders
 from marginkit import scenarios as scn
 from scipy.special import ndtr
 
@@ -560,22 +561,6 @@ def check_case(venue):
     by_name = [(account, names[i], q, p) for _, i, q, p in by_id]
     return {"engine": eng, "account": aid, "numpy": base, "ids": by_id, "names": by_name,
             "usdc": eng.assets.index("USDC")}
-
-
-def run_orders(check, orders):
-    for a, i, q, p in orders:
-        check(a, i, q, p)
-
-
-def per_call_ns(check, orders) -> np.ndarray:
-    """Latency of each call (ns), timed one by one."""
-    pc = time.perf_counter_ns
-    out = [0] * len(orders)
-    for k, (a, i, q, p) in enumerate(orders):
-        t0 = pc()
-        check(a, i, q, p)
-        out[k] = pc() - t0
-    return np.array(out, dtype=np.float64)
 
 
 def _case_fn(case, role):

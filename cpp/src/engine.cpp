@@ -257,19 +257,10 @@ bool Engine::set_vol(int instrument, double vol, double time) {
   if (!std::isfinite(fwd.value)) {
     bad("no forward for '" + in.name + "': set_forward() or mark a dated future first");
   }
-  const double tau = std::max(0.0, (static_cast<double>(in.expiry) - now_) / (365.0 * 86400.0));
-  double price = 0.0;
-  Black76Inputs bi;
-  bi.n = 1;
-  bi.cp = {&in.terms.cp, false};
-  bi.forward = {&fwd.value, false};
-  bi.strike = {&in.terms.strike, false};
-  bi.expiry = {&tau, false};
-  bi.vol = {&vol, false};
-  bi.rate = {&rate_, false};
-  Black76Outputs bo;
-  bo.price = &price;
-  black76(bi, bo, in.terms.inverse ? Settlement::inverse : Settlement::linear);
+  const double price = black76_one(in.terms.cp, fwd.value, in.terms.strike, years_to_expiry(in),
+                                   vol, rate_, in.terms.inverse ? Settlement::inverse
+                                                                : Settlement::linear)
+                           .price;
   if (!set_mark(instrument, price, std::min(time, fwd.time))) return false;
   vols_[instrument] = vol;
   return true;
@@ -428,25 +419,14 @@ std::vector<UnderlyingGreeks> Engine::net_greeks(int account) {
     // option's own volatility (set, or implied from its mark).
     const double index = index_of(in);
     const double usd_per_quote = in.terms.inverse ? 1.0 : assets_[in.settle].price;
-    const double tau = std::max(0.0, (static_cast<double>(in.expiry) - now_) / (365.0 * 86400.0));
-    const Mark fm = forward_for(in);
-    const double fwd = std::isfinite(fm.value) ? fm.value : index;
-    const double vol = implied_vol_of(p.instrument);
-    double pr = 0.0, d = 0.0, ga = 0.0, ve = 0.0, th = 0.0;
-    Black76Inputs bi;
-    bi.n = 1;
-    bi.cp = {&in.terms.cp, false};
-    bi.forward = {&fwd, false};
-    bi.strike = {&in.terms.strike, false};
-    bi.expiry = {&tau, false};
-    bi.vol = {&vol, false};
-    bi.rate = {&rate_, false};
-    black76(bi, Black76Outputs{&pr, &d, &ga, &ve, &th}, Settlement::linear);
+    const Black76Value v = black76_one(in.terms.cp, option_forward(in), in.terms.strike,
+                                       years_to_expiry(in), implied_vol_of(p.instrument), rate_,
+                                       Settlement::linear);
     const double units = p.size * cs * usd_per_quote;
-    g.delta += units * d;
-    g.gamma += units * ga;
-    g.vega += units * ve;
-    g.theta += units * th;
+    g.delta += units * v.delta;
+    g.gamma += units * v.gamma;
+    g.vega += units * v.vega;
+    g.theta += units * v.theta;
   }
   return out;
 }
@@ -829,10 +809,9 @@ Engine::LiquidationPrices Engine::liquidation_prices(int account, int underlying
       // Repriced as the market priced it: its own volatility (set, or implied
       // on the expiry's forward at the engine's rate); the forward keeps its
       // ratio to the index.
-      leg.tau = std::max(0.0, (static_cast<double>(in.expiry) - now_) / (365.0 * 86400.0));
+      leg.tau = years_to_expiry(in);
       leg.vol = implied_vol_of(p.instrument);
-      const Mark f = forward_for(in);
-      leg.ratio = std::isfinite(f.value) ? f.value / index : 1.0;
+      leg.ratio = option_forward(in) / index;
     } else {
       leg.ratio = mark / index;
     }
@@ -859,21 +838,9 @@ Engine::LiquidationPrices Engine::liquidation_prices(int account, int underlying
                                             : price_of(in.underlying) / price_of(in.settle);
       if (leg.moves) {
         if (in.kind == InstrumentKind::option) {
-          const std::int8_t cp = in.terms.cp;
-          const double fwd = leg.ratio * index;
-          Black76Inputs bi;
-          bi.n = 1;
-          bi.cp = {&cp, false};
-          bi.forward = {&fwd, false};
-          bi.strike = {&in.terms.strike, false};
-          bi.expiry = {&leg.tau, false};
-          bi.vol = {&leg.vol, false};
-          bi.rate = {&rate_, false};
-          double value_q = 0.0;
-          Black76Outputs bo;
-          bo.price = &value_q;
-          black76(bi, bo, in.terms.inverse ? Settlement::inverse : Settlement::linear);
-          mark = value_q;
+          mark = black76_one(in.terms.cp, leg.ratio * index, in.terms.strike, leg.tau, leg.vol,
+                             rate_, in.terms.inverse ? Settlement::inverse : Settlement::linear)
+                     .price;
         } else {
           mark = leg.ratio * index;
         }

@@ -16,7 +16,6 @@ namespace marginkit {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-constexpr double kYear = 365.0 * 86400.0;
 
 [[noreturn]] void bad(const std::string& what) { throw std::invalid_argument(what); }
 
@@ -504,23 +503,10 @@ std::vector<LiquidationPlan> Engine::plan_all() {
 double Engine::implied_vol_of(int instrument) const {
   if (std::isfinite(vols_[instrument])) return vols_[instrument];
   const InstrumentSpec& in = instruments_[instrument];
+  const double fwd = option_forward(in);
   const double mark = marks_[instrument].value;
-  const Mark f = forward_for(in);
-  const double fwd = std::isfinite(f.value) ? f.value : index_of(in);
-  const double tau = std::max(0.0, (static_cast<double>(in.expiry) - now_) / kYear);
-  const double quote_mark = in.terms.inverse ? mark * fwd : mark;
-  ImpliedVolInputs iv;
-  iv.n = 1;
-  iv.cp = {&in.terms.cp, false};
-  iv.price = {&quote_mark, false};
-  iv.forward = {&fwd, false};
-  iv.strike = {&in.terms.strike, false};
-  iv.expiry = {&tau, false};
-  iv.rate = {&rate_, false};
-  std::size_t n_bad = 0;
-  double vol = 0.0;
-  if (tau <= 0.0 || implied_vol(iv, &vol, Settlement::linear, n_bad) || n_bad) vol = 0.0;
-  return vol;
+  return implied_vol_one(in.terms.inverse ? mark * fwd : mark, in.terms.cp, fwd, in.terms.strike,
+                         years_to_expiry(in), rate_, Settlement::linear);
 }
 
 void Engine::move_underlying(int underlying, double price) {
@@ -546,21 +532,10 @@ void Engine::move_underlying(int underlying, double price) {
     const InstrumentSpec& in = instruments_[i];
     if (in.underlying != underlying || !std::isfinite(marks_[i].value)) continue;
     if (in.kind == InstrumentKind::option) {
-      const Mark f = forward_for(in);
-      const double fwd = std::isfinite(f.value) ? f.value : index_of(in);
-      const double tau = std::max(0.0, (static_cast<double>(in.expiry) - now_) / kYear);
-      double value = 0.0;
-      Black76Inputs bi;
-      bi.n = 1;
-      bi.cp = {&in.terms.cp, false};
-      bi.forward = {&fwd, false};
-      bi.strike = {&in.terms.strike, false};
-      bi.expiry = {&tau, false};
-      bi.vol = {&vols[i], false};
-      bi.rate = {&rate_, false};
-      Black76Outputs bo;
-      bo.price = &value;
-      black76(bi, bo, in.terms.inverse ? Settlement::inverse : Settlement::linear);
+      const double value =
+          black76_one(in.terms.cp, option_forward(in), in.terms.strike, years_to_expiry(in),
+                      vols[i], rate_, in.terms.inverse ? Settlement::inverse : Settlement::linear)
+              .price;
       marks_[i].value = value;
     } else {
       marks_[i].value *= ratio;

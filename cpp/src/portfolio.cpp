@@ -13,7 +13,6 @@ namespace marginkit {
 namespace {
 
 constexpr std::size_t kNoRow = static_cast<std::size_t>(-1);
-constexpr double kYear = 365.0 * 86400.0;
 
 [[noreturn]] void bad(const std::string& what) { throw std::invalid_argument(what); }
 
@@ -207,26 +206,8 @@ void Engine::ensure_risk() {
       risk_delta_[i] = in.terms.inverse ? cs / mark : cs;
       continue;
     }
-    Opt o{i, 0.0, vols_[i], 0.0, 0.0};
-    const Mark f = forward_for(in);
-    o.fwd = std::isfinite(f.value) ? f.value : index_of(in);
-    o.tau = std::max(0.0, (static_cast<double>(in.expiry) - now_) / kYear);
+    Opt o{i, option_forward(in), implied_vol_of(static_cast<int>(i)), years_to_expiry(in), 0.0};
     o.dte = o.tau * 365.0;
-    if (!std::isfinite(o.vol)) {  // implied from the mark
-      const double quote_mark = in.terms.inverse ? mark * o.fwd : mark;
-      ImpliedVolInputs iv;
-      iv.n = 1;
-      iv.cp = {&in.terms.cp, false};
-      iv.price = {&quote_mark, false};
-      iv.forward = {&o.fwd, false};
-      iv.strike = {&in.terms.strike, false};
-      iv.expiry = {&o.tau, false};
-      iv.rate = {&rate_, false};
-      std::size_t n_bad = 0;
-      double vol = 0.0;
-      if (o.tau <= 0.0 || implied_vol(iv, &vol, Settlement::linear, n_bad) || n_bad) vol = 0.0;
-      o.vol = vol;
-    }
     opts.push_back(o);
   }
   // Batch the options per scenario through the SIMD pricing kernel.

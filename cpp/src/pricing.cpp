@@ -91,4 +91,36 @@ std::optional<InvalidInput> implied_vol(const ImpliedVolInputs& in, double* out,
   return validate(in);
 }
 
+Black76Value black76_one(std::int8_t cp, double forward, double strike, double expiry,
+                         double vol, double rate, Settlement settlement) {
+  Black76Inputs in;
+  in.n = 1;
+  in.cp = {&cp, false};
+  in.forward = {&forward, false};
+  in.strike = {&strike, false};
+  in.expiry = {&expiry, false};
+  in.vol = {&vol, false};
+  in.rate = {&rate, false};
+  Black76Value v;
+  black76(in, Black76Outputs{&v.price, &v.delta, &v.gamma, &v.vega, &v.theta}, settlement);
+  return v;
+}
+
+double implied_vol_one(double price, std::int8_t cp, double forward, double strike,
+                       double expiry, double rate, Settlement settlement) {
+  if (!(expiry > 0.0)) return 0.0;
+  ImpliedVolInputs in;
+  in.n = 1;
+  in.cp = {&cp, false};
+  in.price = {&price, false};
+  in.forward = {&forward, false};
+  in.strike = {&strike, false};
+  in.expiry = {&expiry, false};
+  in.rate = {&rate, false};
+  double vol = 0.0;
+  std::size_t n_bad = 0;
+  if (implied_vol(in, &vol, settlement, n_bad) || n_bad != 0) return 0.0;
+  return vol;
+}
+
 }  // namespace marginkit

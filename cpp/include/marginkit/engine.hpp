@@ -17,6 +17,8 @@
 // Health: margin_ratio = equity / MM; states by configurable multiples of MM.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -411,7 +413,18 @@ class Engine {
                            bool with_fee);
   // The instrument's taker fee on a trade, in its settlement asset.
   static double taker_fee(const InstrumentSpec& in, double qty, double price) noexcept;
+  // An option's volatility: set with set_vol, else implied by its mark on its
+  // forward at the engine's rate (0 if none fits).
   double implied_vol_of(int instrument) const;
+  double years_to_expiry(const InstrumentSpec& in) const noexcept {
+    return in.expiry > 0 ? std::max(0.0, (static_cast<double>(in.expiry) - now_) / (365.0 * 86400.0))
+                         : 0.0;
+  }
+  // The forward an option is priced on: forward_for, else the index.
+  double option_forward(const InstrumentSpec& in) const noexcept {
+    const Mark f = forward_for(in);
+    return std::isfinite(f.value) ? f.value : index_of(in);
+  }
   std::vector<ScenarioSet> sets_;
   std::vector<int> underlying_set_;       // per asset: scenario set id or -1
   std::vector<double> risk_;              // risk array rows, concatenated

@@ -86,4 +86,16 @@ std::optional<InvalidInput> black76(const Black76Inputs& in, const Black76Output
 std::optional<InvalidInput> implied_vol(const ImpliedVolInputs& in, double* out,
                                         Settlement settlement, std::size_t& n_invalid);
 
+// One option, through the same kernels (inputs must be valid): for the
+// engine's per-instrument work (marks from volatilities, repricing under moves).
+struct Black76Value {
+  double price = 0.0, delta = 0.0, gamma = 0.0, vega = 0.0, theta = 0.0;
+};
+Black76Value black76_one(std::int8_t cp, double forward, double strike, double expiry,
+                         double vol, double rate, Settlement settlement);
+// The implied volatility of one price; 0 when it cannot be determined (price
+// outside the bounds, or expiry 0), so that callers revalue at intrinsic.
+double implied_vol_one(double price, std::int8_t cp, double forward, double strike,
+                       double expiry, double rate, Settlement settlement);
+
 }  // namespace marginkit
