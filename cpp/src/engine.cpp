@@ -290,16 +290,16 @@ Engine::Contribution Engine::contribution_at(const InstrumentSpec& in, double si
                                              double index, double f) const noexcept {
   const Requirement r =
       requirement_with_orders(models_[in.model], in.terms, size, bids, asks, mark, index, entry);
-  double eq = 0.0;
+  return {r.im * f, r.mm * f, equity_of(in, size, entry, mark) * f};
+}
+
+double Engine::equity_of(const InstrumentSpec& in, double size, double entry,
+                         double mark) noexcept {
+  if (size == 0.0) return 0.0;
   const double cs = in.terms.contract_size;
-  if (size != 0.0) {
-    if (in.kind == InstrumentKind::option) {
-      eq = size * cs * mark;
-    } else if (is_future_like(in.kind)) {
-      eq = in.terms.inverse ? size * cs * (1.0 / entry - 1.0 / mark) : size * cs * (mark - entry);
-    }
-  }
-  return {r.im * f, r.mm * f, eq * f};
+  if (in.kind == InstrumentKind::option) return size * cs * mark;
+  if (!is_future_like(in.kind)) return 0.0;
+  return in.terms.inverse ? size * cs * (1.0 / entry - 1.0 / mark) : size * cs * (mark - entry);
 }
 
 Engine::Contribution Engine::contribution(const Account& a, const InstrumentSpec& in, double size,
@@ -327,21 +327,21 @@ void Engine::refresh(Account& a) {
   a.collateral = collateral_of(a, &oldest);
   double im = 0.0, mm = 0.0, eq = 0.0;
   bool priced = std::isfinite(a.collateral);
-  const bool portfolio = a.mode == MarginMode::portfolio;
-  if (portfolio) refresh_portfolio(a, im, mm);
   for (const Position& p : a.positions) {
     const InstrumentSpec& in = instruments_[p.instrument];
-    const Contribution c = contribution(a, in, p.size, p.bids, p.asks, p.entry);
-    if (!portfolio) {
+    if (in_portfolio(a, in)) {  // its requirement comes from its scenario group
+      eq += equity_of(in, p.size, p.entry, marks_[p.instrument].value) * to_margin(a, in.settle);
+    } else {
+      const Contribution c = contribution(a, in, p.size, p.bids, p.asks, p.entry);
       im += c.im;
       mm += c.mm;
+      eq += c.equity;
     }
-    eq += c.equity;
     oldest = std::min({oldest, marks_[p.instrument].time, assets_[in.underlying].time,
                        assets_[in.settle].time});
-    priced = priced && std::isfinite(c.im + c.mm + c.equity);
   }
-  priced = priced && std::isfinite(im + mm);
+  if (a.mode == MarginMode::portfolio) refresh_portfolio(a, im, mm);
+  priced = priced && std::isfinite(im + mm + eq);
   a.sum_im = im;
   a.sum_mm = mm;
   a.sum_pos_equity = eq;

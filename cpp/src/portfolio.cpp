@@ -290,19 +290,17 @@ Requirement Engine::group_requirement(int set_id, int underlying, const double* 
   return {mm * set.im_factor, mm};
 }
 
-// Scenario P&L per underlying with a set; standard requirements for the rest.
+// Scenario P&L per group of the positions whose underlying has a set (the
+// caller adds standard requirements for the rest). Groups keep their vectors
+// between refreshes; the all-bids / all-asks vectors exist only where some
+// position has resting orders.
 void Engine::refresh_portfolio(Account& a, double& im, double& mm) {
   ensure_risk();
-  a.groups.clear();
+  for (Group& g : a.groups) g.used = false;
   const double margin_price = assets_[a.margin_asset].price;
   for (const Position& p : a.positions) {
     const InstrumentSpec& in = instruments_[p.instrument];
-    if (!in_portfolio(a, in)) {
-      const Contribution c = contribution(a, in, p.size, p.bids, p.asks, p.entry);
-      im += c.im;
-      mm += c.mm;
-      continue;
-    }
+    if (!in_portfolio(a, in)) continue;
     Group* g = nullptr;
     const int key = group_key(in);
     for (auto& x : a.groups) {
@@ -313,18 +311,31 @@ void Engine::refresh_portfolio(Account& a, double& im, double& mm) {
       a.groups.emplace_back();
       g = &a.groups.back();
       g->key = key;
+    }
+    if (!g->used) {  // first position of the group in this pass
+      g->used = true;
       g->set = underlying_set_[in.underlying];
+      g->orders = false;
       g->pnl.assign(ns, 0.0);
-      g->pnl_bids.assign(ns, 0.0);
-      g->pnl_asks.assign(ns, 0.0);
+      g->short_units = g->short_bids = g->short_asks = 0.0;
+      g->delta_units = g->delta_bids = g->delta_asks = 0.0;
+    }
+    if (!g->orders && (p.bids > 0.0 || p.asks > 0.0)) {
+      g->orders = true;  // from here on, keep the order cases apart
+      g->pnl_bids = g->pnl;
+      g->pnl_asks = g->pnl;
     }
     const double f = to_margin(a, in.settle);
     const double* row = &risk_[risk_offset_[p.instrument]];
     const double qb = p.size + p.bids, qa = p.size - p.asks;
-    for (std::size_t s = 0; s < ns; ++s) {
-      g->pnl[s] += p.size * f * row[s];
-      g->pnl_bids[s] += qb * f * row[s];
-      g->pnl_asks[s] += qa * f * row[s];
+    const double wq = p.size * f;
+    for (std::size_t s = 0; s < ns; ++s) g->pnl[s] += wq * row[s];
+    if (g->orders) {
+      const double wb = qb * f, wa = qa * f;
+      for (std::size_t s = 0; s < ns; ++s) {
+        g->pnl_bids[s] += wb * row[s];
+        g->pnl_asks[s] += wa * row[s];
+      }
     }
     const double units = in.terms.contract_size;
     if (in.kind == InstrumentKind::option) {
@@ -337,15 +348,21 @@ void Engine::refresh_portfolio(Account& a, double& im, double& mm) {
     g->delta_bids += qb * d;
     g->delta_asks += qa * d;
   }
+  a.groups.erase(std::remove_if(a.groups.begin(), a.groups.end(),
+                                [](const Group& g) { return !g.used; }),
+                 a.groups.end());
   for (Group& g : a.groups) {
     const Requirement now = group_requirement(g.set, g.key, g.pnl.data(), g.short_units,
                                               g.delta_units, margin_price);
-    const Requirement b = group_requirement(g.set, g.key, g.pnl_bids.data(), g.short_bids,
-                                            g.delta_bids, margin_price);
-    const Requirement s = group_requirement(g.set, g.key, g.pnl_asks.data(), g.short_asks,
-                                            g.delta_asks, margin_price);
     g.mm = now.mm;
-    g.im = std::max({now.im, b.im, s.im});
+    g.im = now.im;
+    if (g.orders) {
+      const Requirement b = group_requirement(g.set, g.key, g.pnl_bids.data(), g.short_bids,
+                                              g.delta_bids, margin_price);
+      const Requirement s = group_requirement(g.set, g.key, g.pnl_asks.data(), g.short_asks,
+                                              g.delta_asks, margin_price);
+      g.im = std::max({now.im, b.im, s.im});
+    }
     im += g.im;
     mm += g.mm;
   }
@@ -370,8 +387,8 @@ void Engine::portfolio_delta(const Account& a, const InstrumentSpec& in, int ins
   for (std::size_t s = 0; s < ns; ++s) {
     const double d = step * row[s];
     now[s] = (g ? g->pnl[s] : 0.0) + d;
-    with_bids[s] = (g ? g->pnl_bids[s] : 0.0) + d;
-    with_asks[s] = (g ? g->pnl_asks[s] : 0.0) + d;
+    with_bids[s] = (g ? g->bids_pnl()[s] : 0.0) + d;
+    with_asks[s] = (g ? g->asks_pnl()[s] : 0.0) + d;
   }
   double su = g ? g->short_units : 0.0, sb = g ? g->short_bids : 0.0,
          sa = g ? g->short_asks : 0.0;
@@ -459,8 +476,8 @@ double Engine::portfolio_max_size(Account& a, const InstrumentSpec& in, int inst
   };
   const double qv[3] = {q, q + bids, q - asks};
   for (int v = 0; v < 3; ++v) {
-    const std::vector<double>* pnl = g ? (v == 0 ? &g->pnl : v == 1 ? &g->pnl_bids : &g->pnl_asks)
-                                       : nullptr;
+    const double* pnl = g ? (v == 0 ? g->pnl.data() : v == 1 ? g->bids_pnl() : g->asks_pnl())
+                          : nullptr;
     const double su0 = g ? (v == 0 ? g->short_units : v == 1 ? g->short_bids : g->short_asks) : 0.0;
     const double du0 = g ? (v == 0 ? g->delta_units : v == 1 ? g->delta_bids : g->delta_asks) : 0.0;
     // Short units as max of two lines in x (options only).
@@ -483,7 +500,7 @@ double Engine::portfolio_max_size(Account& a, const InstrumentSpec& in, int inst
       double LA = 0.0, LB = 0.0;
       if (s < ns) {
         const double w = set.scenarios[s].weight;
-        LA = -w * (pnl ? (*pnl)[s] : 0.0);
+        LA = -w * (pnl ? pnl[s] : 0.0);
         LB = -w * side * f * row[s];
       }
       for (int i = 0; i < n_s; ++i) {

@@ -334,7 +334,11 @@ class Engine {
   struct Group {
     int key = -1;  // the underlying, or -1 - set id for a joint (historical) set
     int set = -1;
+    bool used = false;    // refreshed in this pass (groups are reused, not reallocated)
+    bool orders = false;  // some position has resting orders: pnl_bids/asks are kept
     std::vector<double> pnl, pnl_bids, pnl_asks;
+    const double* bids_pnl() const noexcept { return orders ? pnl_bids.data() : pnl.data(); }
+    const double* asks_pnl() const noexcept { return orders ? pnl_asks.data() : pnl.data(); }
     double short_units = 0.0, short_bids = 0.0, short_asks = 0.0;
     double delta_units = 0.0, delta_bids = 0.0, delta_asks = 0.0;
     double mm = 0.0, im = 0.0;
@@ -379,6 +383,9 @@ class Engine {
   Contribution contribution_at(const InstrumentSpec& in, double size, double bids, double asks,
                                double entry, double mark, double index,
                                double f) const noexcept;
+  // Unrealised P&L (futures) or value (options) of a position, settlement asset.
+  static double equity_of(const InstrumentSpec& in, double size, double entry,
+                          double mark) noexcept;
 
   void refresh(Account& a);
   double collateral_of(const Account& a, double* oldest) const noexcept;
