@@ -1,4 +1,4 @@
-"""Per-call timing shared by the latency benchmarks."""
+"""Timing helpers shared by the benchmark suites."""
 
 from __future__ import annotations
 
@@ -22,3 +22,9 @@ def per_call_ns(check, orders) -> np.ndarray:
         check(a, i, q, p)
         out[k] = pc() - t0
     return np.array(out, dtype=np.float64)
+
+
+def smoke_run(config) -> bool:
+    """True under ``--benchmark-disable`` (CI's smoke run: small books, each case once)."""
+    return bool(config.getoption("benchmark_disable", False)
+                and not config.getoption("benchmark_enable", False))

@@ -28,7 +28,7 @@ import _baselines as bl
 import marginkit as mk
 import numpy as np
 import pytest
-from _timing import per_call_ns, run_orders
+from _timing import per_call_ns, run_orders, smoke_run
 
 NOW = 1_750_000_000  # 2025-06-15 15:06:40 UTC: the engine's clock and every price's time
 MAX_AGE = 60.0
@@ -112,11 +112,6 @@ def report(request):
     if not pm.has_plugin("marginkit-engine-bench-report"):
         pm.register(_Reporter(), "marginkit-engine-bench-report")
     return _REPORT
-
-
-def _smoke(config) -> bool:
-    return bool(config.getoption("benchmark_disable", False)
-                and not config.getoption("benchmark_enable", False))
 
 
 # ---- the venue -------------------------------------------------------------------
@@ -321,7 +316,7 @@ def test_check_order(timed, benchmark, check_case, report, role):
 @pytest.fixture(scope="module")
 def book(request, report):
     n = int(os.environ.get("MARGINKIT_BENCH_ACCOUNTS", 0)) or (
-        N_ACCOUNTS_SMOKE if _smoke(request.config) else N_ACCOUNTS)
+        N_ACCOUNTS_SMOKE if smoke_run(request.config) else N_ACCOUNTS)
     rng = np.random.default_rng(11)
     models, instruments = make_venue()
     account, inst, size, price, collateral = random_positions(rng, instruments, n, PER_ACCOUNT)

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import marginkit as mk
 import numpy as np
 import pytest
+from _timing import smoke_run
 
 NOW = 1_750_000_000
 QUANTUM = 0.01
@@ -108,11 +109,6 @@ def report(request):
     if not pm.has_plugin("marginkit-liquidation-bench-report"):
         pm.register(_Reporter(), "marginkit-liquidation-bench-report")
     return _REPORT
-
-
-def _smoke(config) -> bool:
-    return bool(config.getoption("benchmark_disable", False)
-                and not config.getoption("benchmark_enable", False))
 
 
 # ---- the book as plain data, the engine, the NumPy baseline ---------------------------
@@ -235,7 +231,7 @@ def base_prices() -> np.ndarray:
 @pytest.fixture(scope="module")
 def book(request, report):
     n = int(os.environ.get("MARGINKIT_BENCH_ACCOUNTS", 0)) or (
-        N_ACCOUNTS_SMOKE if _smoke(request.config) else N_ACCOUNTS)
+        N_ACCOUNTS_SMOKE if smoke_run(request.config) else N_ACCOUNTS)
     data = make_book(n)
     t0 = time.perf_counter()
     eng = new_engine(data)

@@ -52,7 +52,7 @@ import marginkit as mk
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from _timing import per_call_ns, run_orders
+from _timing import per_call_ns, run_orders, smoke_run
 from marginkit import scenarios as scn
 from scipy.special import ndtr
 
@@ -140,11 +140,6 @@ def report(request):
     if not pm.has_plugin("marginkit-portfolio-bench-report"):
         pm.register(_Reporter(), "marginkit-portfolio-bench-report")
     return _REPORT
-
-
-def _smoke(config) -> bool:
-    return bool(config.getoption("benchmark_disable", False)
-                and not config.getoption("benchmark_enable", False))
 
 
 def _fmt_latency(s: dict) -> str:
@@ -436,7 +431,7 @@ def random_book(rng, n_accounts: int, n_instruments: int, mark):
 @pytest.fixture(scope="module")
 def book(request, venue, report):
     n = int(os.environ.get("MARGINKIT_BENCH_ACCOUNTS", 0)) or (
-        N_ACCOUNTS_SMOKE if _smoke(request.config) else N_ACCOUNTS)
+        N_ACCOUNTS_SMOKE if smoke_run(request.config) else N_ACCOUNTS)
     opts = venue["options"]
     n_inst = opts["name"].size
     rng = np.random.default_rng(5)
