@@ -1042,7 +1042,7 @@ double Engine::max_order_size(int account, int instrument, int side, double pric
     const double exact = portfolio_max_size(a, in, instrument, side, price, q, bids, asks);
     if (!std::isnan(exact)) return exact;
   }
-  std::vector<double> sizes = size_breakpoints(models_[in.model], in.terms, mark, index);
+  std::vector<double> sizes = size_breakpoints(models_[in.model], in.terms, mark);
   sizes.push_back(0.0);
   std::vector<double> xs{0.0};
   for (double base : {q, q + bids, q - asks}) {

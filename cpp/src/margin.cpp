@@ -135,10 +135,9 @@ Requirement requirement_with_orders(const MarginModel& m, const InstrumentTerms&
   return r;
 }
 
-std::vector<double> size_breakpoints(const MarginModel& m, const InstrumentTerms& t, double mark,
-                                     double index) {
+std::vector<double> size_breakpoints(const MarginModel& m, const InstrumentTerms& t,
+                                     double mark) {
   std::vector<double> out;
-  (void)index;
   if (m.kind != ModelKind::tiered) return out;
   for (std::size_t i = 1; i < m.brackets.size(); ++i) {
     const double floor = m.brackets[i].floor;

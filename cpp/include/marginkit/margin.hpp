@@ -85,8 +85,8 @@ Requirement requirement_with_orders(const MarginModel& m, const InstrumentTerms&
 
 // Breakpoints of the model in |q| (contracts) at these prices: where the
 // requirement's formula changes (bracket floors). Used by exact solvers.
-std::vector<double> size_breakpoints(const MarginModel& m, const InstrumentTerms& t, double mark,
-                                     double index);
+std::vector<double> size_breakpoints(const MarginModel& m, const InstrumentTerms& t,
+                                     double mark);
 
 // Tiered (marginal, like income tax) haircuts of a collateral asset, by amount.
 struct HaircutTier {
