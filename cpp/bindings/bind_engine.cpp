@@ -420,6 +420,18 @@ void register_engine(py::module_& m) {
                                      s.delta_charge);
              });
            })
+      .def_property("portfolio_offset", &Engine::portfolio_offset, [](Engine& e, double x) {
+        guarded([&] {
+          e.set_portfolio_offset(x);
+          return 0;
+        });
+      })
+      .def("portfolio_credit", [](Engine& e, int a) {
+        return guarded([&] {
+          const auto c = e.portfolio_credit(a);
+          return py::make_tuple(c.first, c.second);
+        });
+      })
       .def("set_mode", [](Engine& e, int a, int mode) {
         guarded([&] {
           if (mode != 0 && mode != 1) throw std::invalid_argument("mode must be cross or portfolio");

@@ -107,6 +107,7 @@ std::string Engine::save() const {
   w.put(thresholds_);
   w.put(next_order_);
   w.put(rate_);
+  w.put(offset_);
   w.put<std::uint64_t>(assets_.size());
   for (const Asset& a : assets_) {
     w.str(a.spec.name);
@@ -238,6 +239,8 @@ Engine Engine::load(const std::string& bytes) {
   e.thresholds_ = r.get<Thresholds>();
   e.next_order_ = r.get<std::int64_t>();
   e.rate_ = r.get<double>();
+  e.offset_ = r.get<double>();
+  if (!(e.offset_ >= 0.0 && e.offset_ <= 1.0)) r.fail();
   // Static data goes through the public adders, so it is validated again.
   for (std::size_t i = 0, n = r.count(); i < n; ++i) {
     AssetSpec spec;

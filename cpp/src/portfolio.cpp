@@ -366,6 +366,80 @@ void Engine::refresh_portfolio(Account& a, double& im, double& mm) {
     im += g.im;
     mm += g.mm;
   }
+  const auto credit = offset_credit(a, -1, nullptr, nullptr, nullptr);
+  a.credit_mm = credit.first;
+  a.credit_im = credit.second;
+  mm -= credit.first;
+  im -= credit.second;
+}
+
+std::pair<double, double> Engine::offset_credit(const Account& a, int changed_key,
+                                                const double* now, const double* bids,
+                                                const double* asks) const {
+  if (offset_ <= 0.0) return {0.0, 0.0};
+  // Eligible: grid groups (not joint, worst loss) of one common scenario count.
+  std::vector<const Group*> gs;
+  std::size_t ns = 0;
+  for (const Group& g : a.groups) {
+    const ScenarioSet& set = sets_[g.set];
+    if (set.joint() || set.measure != LossMeasure::worst) continue;
+    if (ns == 0) ns = set.scenarios.size();
+    if (set.scenarios.size() != ns) return {0.0, 0.0};
+    gs.push_back(&g);
+  }
+  // A group the trade would create (the account's first position on it).
+  bool fresh = false;
+  if (changed_key >= 0 && std::none_of(gs.begin(), gs.end(), [&](const Group* g) {
+        return g->key == changed_key;
+      })) {
+    const ScenarioSet& set = sets_[underlying_set_[changed_key]];
+    if (!set.joint() && set.measure == LossMeasure::worst) {
+      if (ns == 0) ns = set.scenarios.size();
+      if (set.scenarios.size() != ns) return {0.0, 0.0};
+      fresh = true;
+    }
+  }
+  if (gs.size() + (fresh ? 1 : 0) < 2) return {0.0, 0.0};
+  double im_factor = std::numeric_limits<double>::infinity();
+  // For each case (now, all bids, all asks): summed loss and loss of the sum.
+  double credit[3];
+  thread_local std::vector<double> joint;
+  for (int c = 0; c < 3; ++c) {
+    joint.assign(ns, 0.0);
+    double summed = 0.0;
+    auto add = [&](const ScenarioSet& set, const double* pnl) {
+      double worst = 0.0;
+      for (std::size_t s = 0; s < ns; ++s) {
+        const double x = set.scenarios[s].weight * pnl[s];
+        joint[s] += x;
+        worst = std::min(worst, x);
+      }
+      summed += -worst;
+      im_factor = std::min(im_factor, set.im_factor);
+    };
+    for (const Group* g : gs) {
+      const double* v = c == 0 ? g->pnl.data() : c == 1 ? g->bids_pnl() : g->asks_pnl();
+      if (g->key == changed_key) v = c == 0 ? now : c == 1 ? bids : asks;
+      add(sets_[g->set], v);
+    }
+    if (fresh) add(sets_[underlying_set_[changed_key]], c == 0 ? now : c == 1 ? bids : asks);
+    double joint_worst = 0.0;
+    for (double x : joint) joint_worst = std::min(joint_worst, x);
+    credit[c] = offset_ * std::max(0.0, summed + joint_worst);
+  }
+  return {credit[0], std::min({credit[0], credit[1], credit[2]}) * im_factor};
+}
+
+void Engine::set_portfolio_offset(double offset) {
+  if (!(offset >= 0.0 && offset <= 1.0)) bad("portfolio offset must be in [0, 1]");
+  offset_ = offset;
+  ++stamp_;
+}
+
+std::pair<double, double> Engine::portfolio_credit(int account) {
+  Account& a = acct(account);
+  refresh(a);
+  return {a.credit_mm, a.credit_im};
 }
 
 void Engine::portfolio_delta(const Account& a, const InstrumentSpec& in, int instrument,
@@ -409,6 +483,11 @@ void Engine::portfolio_delta(const Account& a, const InstrumentSpec& in, int ins
   const Requirement ra = group_requirement(set, key, with_asks.data(), sa, da, mp);
   d_mm = r0.mm - (g ? g->mm : 0.0);
   d_im = std::max({r0.im, rb.im, ra.im}) - (g ? g->im : 0.0);
+  if (offset_ > 0.0) {  // the credit between groups moves with this group
+    const auto credit = offset_credit(a, key, now.data(), with_bids.data(), with_asks.data());
+    d_mm -= credit.first - a.credit_mm;
+    d_im -= credit.second - a.credit_im;
+  }
 }
 
 // In portfolio mode every piece of the requirement is a maximum of lines in the
@@ -436,7 +515,8 @@ double Engine::portfolio_max_size(Account& a, const InstrumentSpec& in, int inst
   }
   refresh(a);
   const ScenarioSet& set = sets_[underlying_set_[in.underlying]];
-  if (set.measure != LossMeasure::worst || set.joint()) return nan;  // not piecewise linear
+  // Not piecewise linear (VaR / ES, joint sets), or coupled to other groups.
+  if (set.measure != LossMeasure::worst || set.joint() || offset_ > 0.0) return nan;
   const std::size_t ns = set.scenarios.size();
   const Group* g = nullptr;
   for (const auto& x : a.groups) {

@@ -514,6 +514,24 @@ class Engine:
             raise ValueError(f"mode must be 'cross' or 'portfolio', got {mode!r}")
         self._core.set_mode(self._acct(account), codes[mode])
 
+    @property
+    def portfolio_offset(self) -> float:
+        """Offset between underlyings in portfolio accounts, in ``[0, 1]`` (default
+        0: requirements summed). With offset ``k``, the summed loss ``L`` of the
+        grid groups (non-joint worst-loss sets with one scenario count) is reduced
+        by ``k x (L - J)``, ``J`` the loss of their summed scenario P&L, so the
+        requirement stays between ``J`` and ``L``; IM by the credit x the smallest
+        IM factor (taken from the least favourable resting-order case)."""
+        return self._core.portfolio_offset
+
+    @portfolio_offset.setter
+    def portfolio_offset(self, value: float) -> None:
+        self._core.portfolio_offset = _finite("portfolio_offset", value)
+
+    def portfolio_credit(self, account: str | int) -> tuple[float, float]:
+        """The account's offset credit ``(MM, IM)`` between underlyings."""
+        return self._core.portfolio_credit(self._acct(account))
+
     def mode(self, account: str | int) -> str:
         """The account's margin mode."""
         return ("cross", "portfolio")[self._core.mode(self._acct(account))]

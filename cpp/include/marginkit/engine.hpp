@@ -24,6 +24,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <utility>
 #include <unordered_map>
 #include <vector>
 
@@ -219,6 +220,16 @@ class Engine {
   std::size_t num_scenario_sets() const noexcept { return sets_.size(); }
   const ScenarioSet& scenario_set(int id) const { return sets_.at(id); }
   int underlying_scenarios(int underlying) const;
+  // Offset between underlyings (0 <= offset <= 1, default 0): in a portfolio
+  // account, the summed loss of the grid groups (non-joint worst-loss sets of
+  // one scenario count) is reduced by offset x (summed loss - loss of the summed
+  // scenario P&L), so the requirement stays between the joint loss (offset 1)
+  // and the plain sum (0). IM is reduced by the credit x the smallest IM factor,
+  // the credit taken from the least favourable of the resting-order cases.
+  void set_portfolio_offset(double offset);
+  double portfolio_offset() const noexcept { return offset_; }
+  // The account's offset credit (MM, IM), margin asset.
+  std::pair<double, double> portfolio_credit(int account);
   // The instrument's row of the risk array (empty if its underlying has no set).
   std::vector<double> risk_row(int instrument);
   std::vector<PortfolioGroup> portfolio(int account);
@@ -357,6 +368,7 @@ class Engine {
     int isolated = -1;    // isolated: its one instrument
     MarginMode mode = MarginMode::cross;
     std::vector<Group> groups;  // portfolio mode: per underlying with a scenario set
+    double credit_mm = 0.0, credit_im = 0.0;  // offset between groups
   };
   struct Order {
     int account, instrument;
@@ -451,6 +463,11 @@ class Engine {
     return sets_[set].joint() ? -1 - set : in.underlying;
   }
   void refresh_portfolio(Account& a, double& im, double& mm);
+  double offset_ = 0.0;
+  // The offset credits (MM, IM) of an account's groups, with one group's three
+  // vectors replaced by `now`, `bids`, `asks` (changed = nullptr: as cached).
+  std::pair<double, double> offset_credit(const Account& a, int changed_key, const double* now,
+                                          const double* bids, const double* asks) const;
   // Change of the account's IM and MM if `qty` of a portfolio instrument traded:
   // its group's scenario vectors plus qty x row, no revaluation.
   // max_order_size in portfolio mode, solved in closed form: NaN if the case
