@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
+import marginkit as mk
 import numpy as np
 import pytest
-
-import marginkit as mk
 from marginkit import scenarios
 
 NOW = 1_735_804_800  # 2025-01-02
@@ -63,7 +63,7 @@ def test_requirement_is_the_bounded_mix_of_summed_and_joint_loss(k):
 
 def test_the_credit_grows_with_the_offset_and_vanishes_at_zero():
     mms = [hedged(k).summary("a").mm for k in np.linspace(0.0, 1.0, 6)]
-    assert all(x > y for x, y in zip(mms, mms[1:], strict=False))
+    assert all(x > y for x, y in itertools.pairwise(mms))
     assert hedged(0.0).portfolio_credit("a") == (0.0, 0.0)
 
 
