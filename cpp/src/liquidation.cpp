@@ -380,8 +380,14 @@ std::vector<int> Engine::adl_ranking(int instrument, int side) {
 // ---- execution -------------------------------------------------------------------------
 
 LiquidationResult Engine::liquidate(int account) {
+  acct(account);
+  return execute_plan(plan_liquidation(account));
+}
+
+LiquidationResult Engine::execute_plan(LiquidationPlan plan) {
   LiquidationResult res;
-  res.plan = plan_liquidation(account);
+  res.plan = std::move(plan);
+  const int account = res.plan.account;
   Account& a = accounts_[account];
   const int margin = a.margin_asset;
   for (const LiquidationStep& st : res.plan.steps) {
@@ -556,8 +562,13 @@ std::vector<Engine::CascadeRound> Engine::cascade(int underlying, double shock, 
   for (int r = 1; r <= max_rounds; ++r) {
     CascadeRound cr{r, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
     double net_sold = 0.0;  // units of the underlying sold by liquidations
-    for (const LiquidationPlan& plan : plan_all()) {
-      const LiquidationResult res = liquidate(plan.account);
+    // Plans made in parallel are executed as they are, unless an earlier
+    // liquidation of the round deleveraged the account (then it is planned again).
+    std::vector<char> touched(accounts_.size(), 0);
+    for (LiquidationPlan& plan : plan_all()) {
+      const int id = plan.account;
+      const LiquidationResult res = touched[id] ? liquidate(id) : execute_plan(std::move(plan));
+      for (int c : res.adl_accounts) touched[c] = 1;
       ++cr.liquidated;
       for (const auto& [id, qty] : res.market_fills) {  // only what reached the market
         const InstrumentSpec& in = instruments_[id];

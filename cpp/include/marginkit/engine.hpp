@@ -279,6 +279,8 @@ class Engine {
   // positions, ranked by adl_ranking, close against it at its bankruptcy price;
   // what nobody covers is written off as socialised loss.
   LiquidationResult liquidate(int account);
+  // Executes a plan made by plan_liquidation for the account's current state.
+  LiquidationResult execute_plan(LiquidationPlan plan);
   // Accounts holding the side opposite to `side` (+1 long, -1 short) of the
   // instrument, best ADL candidates first: profitable ones by P&L% x effective
   // leverage (BitMEX), then losing ones by P&L% / leverage; ties by id.
