@@ -64,3 +64,79 @@ def test_unknown_command_fails():
     out = run("nonsense")
     assert out.returncode == 2
     assert "invalid choice" in out.stderr
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory):
+    """The demo venue saved by ``marginkit demo --save``."""
+    path = tmp_path_factory.mktemp("cli") / "venue.mk"
+    out = run("demo", "--json", "--save", str(path))
+    assert out.returncode == 0, out.stderr
+    return path
+
+
+def test_check_matches_the_api_and_sets_the_exit_code(state):
+    eng = mk.Engine.load(state)
+    px = eng.mark("BTC_USDC-PERPETUAL")
+    out = run("check", "acct01206", "BTC_USDC-PERPETUAL", "1.0", repr(px), "--state", str(state),
+              "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    c = eng.check_order("acct01206", "BTC_USDC-PERPETUAL", 1.0, px)
+    assert (data["accepted"], data["reason"], data["im_after"]) == (True, "ok", c.im_after)
+    assert data["max_buy"] == eng.max_order_size("acct01206", "BTC_USDC-PERPETUAL", "buy", px)
+    too_big = run("check", "acct01206", "BTC_USDC-PERPETUAL", repr(data["max_buy"] * 2),
+                  repr(px), "--state", str(state), "--json")
+    assert too_big.returncode == 1
+    assert json.loads(too_big.stdout)["reason"] == "insufficient_margin"
+
+
+def test_liquidate_plans_and_executes_into_the_state_file(state, tmp_path):
+    copy = tmp_path / "venue.mk"
+    copy.write_bytes(state.read_bytes())
+    eng = mk.Engine.load(copy)
+    victim = next(p["account"] for p in eng.plan_all())
+    out = run("liquidate", victim, "--state", str(copy), "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == json.loads(json.dumps(eng.plan_liquidation(victim)))
+    assert mk.Engine.load(copy).to_bytes() == eng.to_bytes()  # a plan changes nothing
+    out = run("liquidate", victim, "--state", str(copy), "--execute", "--json")
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    after = mk.Engine.load(copy)
+    expected = eng.liquidate(victim)
+    assert res["fees_to_fund"] == expected["fees_to_fund"]
+    assert after.to_bytes() == eng.to_bytes()  # the executed state was written back
+
+
+def test_stress_matches_a_cascade_on_the_api(state):
+    out = run("stress", "--underlying", "BTC", "--shock", "-0.2", "--impact", "2e-6",
+              "--state", str(state), "--json")
+    assert out.returncode == 0, out.stderr
+    rounds = json.loads(out.stdout)["rounds"]
+    want = mk.Engine.load(state).cascade("BTC", -0.2, impact=2e-6)
+    assert rounds == json.loads(json.dumps(want))
+    assert rounds[0]["liquidated"] > 0 and rounds[-1]["liquidated"] == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (("check", "nobody", "BTC_USDC-PERPETUAL", "1", "1"), "unknown account 'nobody'"),
+    (("check", "acct00001", "NOPE", "1", "1"), "unknown instrument 'NOPE'"),
+    (("liquidate", "nobody"), "unknown account 'nobody'"),
+    (("stress", "--underlying", "XYZ", "--shock", "-0.1"), "unknown underlying 'XYZ'"),
+])
+def test_bad_input_exits_2_naming_it(state, args, message):
+    out = run(*args, "--state", str(state))
+    assert out.returncode == 2
+    assert message in out.stderr
+
+
+def test_missing_state_file_exits_2(tmp_path):
+    out = run("check", "a", "b", "1", "1", "--state", str(tmp_path / "missing.mk"))
+    assert out.returncode == 2 and "missing.mk" in out.stderr
+
+
+@pytest.mark.parametrize("command", ["demo", "info", "check", "liquidate", "stress"])
+def test_help_everywhere(command):
+    out = run(command, "--help")
+    assert out.returncode == 0 and "usage" in out.stdout
