@@ -20,7 +20,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-
 from typing import Any
 
 from . import demo as _demo
