@@ -111,6 +111,12 @@ class Engine:
     Accounts, instruments and assets are named; every method accepts the name or
     the integer id that ``add_*`` returned (ids are faster on hot paths).
 
+    Threads: one engine serves one Python thread at a time. Batch calls
+    (:meth:`evaluate_all`, :meth:`plan_all`) release the GIL and use the core's
+    own thread pool, so other Python threads keep running, but they must not
+    call into the same engine until the batch returns. Separate engines (shards)
+    are independent.
+
     Examples
     --------
     >>> import marginkit as mk
