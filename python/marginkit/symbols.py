@@ -532,6 +532,19 @@ def _parse_option_type(text: str, symbol: str) -> str:
     return text
 
 
+def _option(symbol: str, expiry: datetime, strike: str, option_type: str,
+            decimal_mark: str = ".", **fields: Any) -> InstrumentSpec:
+    """An option spec from its parsed expiry and its strike / type fields."""
+    return _spec(
+        symbol,
+        kind=InstrumentKind.OPTION,
+        expiry=expiry,
+        strike=_parse_strike(strike, symbol, decimal_mark),
+        option_type=_parse_option_type(option_type, symbol),
+        **fields,
+    )
+
+
 def _spec(symbol: str, **fields: Any) -> InstrumentSpec:
     try:
         return InstrumentSpec(**fields)
@@ -600,19 +613,8 @@ def _parse_deribit(symbol: str) -> InstrumentSpec:
             expiry=expiry,
         )
     if len(parts) == 4:
-        expiry = _parse_deribit_date(parts[1], symbol)
-        strike = _parse_strike(parts[2], symbol, "d")
-        option_type = _parse_option_type(parts[3], symbol)
-        return _spec(
-            symbol,
-            kind=InstrumentKind.OPTION,
-            base=base,
-            quote=quote,
-            settle=settle,
-            expiry=expiry,
-            strike=strike,
-            option_type=option_type,
-        )
+        return _option(symbol, _parse_deribit_date(parts[1], symbol), parts[2], parts[3], "d",
+                       base=base, quote=quote, settle=settle)
     raise _bad(symbol, "unrecognised Deribit symbol", _DERIBIT_FORMS)
 
 
@@ -675,17 +677,7 @@ def _parse_okx(symbol: str) -> InstrumentSpec:
         expiry = _parse_yymmdd(parts[2], symbol)
         return _spec(symbol, kind=InstrumentKind.FUTURE, expiry=expiry, **common)
     if len(parts) == 5:
-        expiry = _parse_yymmdd(parts[2], symbol)
-        strike = _parse_strike(parts[3], symbol)
-        option_type = _parse_option_type(parts[4], symbol)
-        return _spec(
-            symbol,
-            kind=InstrumentKind.OPTION,
-            expiry=expiry,
-            strike=strike,
-            option_type=option_type,
-            **common,
-        )
+        return _option(symbol, _parse_yymmdd(parts[2], symbol), parts[3], parts[4], **common)
     raise _bad(symbol, "unrecognised OKX symbol", _OKX_FORMS)
 
 
@@ -724,19 +716,8 @@ def _parse_binance(symbol: str) -> InstrumentSpec:
             "unrecognised Binance symbol",
             "only options are supported, written BASE-YYMMDD-STRIKE-C|P",
         )
-    expiry = _parse_yymmdd(parts[1], symbol)
-    strike = _parse_strike(parts[2], symbol)
-    option_type = _parse_option_type(parts[3], symbol)
-    return _spec(
-        symbol,
-        kind=InstrumentKind.OPTION,
-        base=parts[0],
-        quote="USDT",
-        settle="USDT",
-        expiry=expiry,
-        strike=strike,
-        option_type=option_type,
-    )
+    return _option(symbol, _parse_yymmdd(parts[1], symbol), parts[2], parts[3],
+                   base=parts[0], quote="USDT", settle="USDT")
 
 
 def _format_binance(spec: InstrumentSpec) -> str:
@@ -775,17 +756,7 @@ def _parse_ccxt(symbol: str) -> InstrumentSpec:
         expiry = _parse_yymmdd(parts[1], symbol)
         return _spec(symbol, kind=InstrumentKind.FUTURE, expiry=expiry, **common)
     if len(parts) == 4:
-        expiry = _parse_yymmdd(parts[1], symbol)
-        strike = _parse_strike(parts[2], symbol)
-        option_type = _parse_option_type(parts[3], symbol)
-        return _spec(
-            symbol,
-            kind=InstrumentKind.OPTION,
-            expiry=expiry,
-            strike=strike,
-            option_type=option_type,
-            **common,
-        )
+        return _option(symbol, _parse_yymmdd(parts[1], symbol), parts[2], parts[3], **common)
     raise _bad(symbol, "unrecognised ccxt symbol", _CCXT_FORMS)
 
 
