@@ -241,7 +241,6 @@ void register_engine(py::module_& m) {
       .def_property("rate", &Engine::rate, [](Engine& e, double r) {
         guarded([&] {
           e.set_rate(r);
-          return 0;
         });
       })
       .def("net_greeks", [](Engine& e, int a) {
@@ -260,7 +259,6 @@ void register_engine(py::module_& m) {
       .def("set_thresholds", [](Engine& e, double w, double r, double l) {
         guarded([&] {
           e.set_thresholds(Thresholds{w, r, l});
-          return 0;
         });
       })
       .def("thresholds", [](const Engine& e) {
@@ -270,7 +268,6 @@ void register_engine(py::module_& m) {
       .def("deposit", [](Engine& e, int a, int asset, double amount) {
         guarded([&] {
           e.deposit(a, asset, amount);
-          return 0;
         });
       })
       .def("withdraw", [](Engine& e, int a, int asset, double amount) {
@@ -279,7 +276,6 @@ void register_engine(py::module_& m) {
       .def("fill", [](Engine& e, int a, int i, double qty, double price, double fee) {
         guarded([&] {
           e.fill(a, i, qty, price, fee);
-          return 0;
         });
       })
       .def("place_order", [](Engine& e, int a, int i, double qty, double price) {
@@ -288,13 +284,11 @@ void register_engine(py::module_& m) {
       .def("cancel_order", [](Engine& e, std::int64_t id) {
         guarded([&] {
           e.cancel_order(id);
-          return 0;
         });
       })
       .def("fill_order", [](Engine& e, std::int64_t id, double qty, double price, double fee) {
         guarded([&] {
           e.fill_order(id, qty, price, fee);
-          return 0;
         });
       })
       .def("balance", [](const Engine& e, int a, int asset) {
@@ -348,7 +342,6 @@ void register_engine(py::module_& m) {
         guarded([&] {
           e.deposit_many(static_cast<std::size_t>(accounts.shape(0)), accounts.data(), asset,
                          amounts.data());
-          return 0;
         });
       })
       .def("set_positions", [](Engine& e, const py::array_t<int, py::array::c_style>& accounts,
@@ -363,7 +356,6 @@ void register_engine(py::module_& m) {
         guarded([&] {
           e.set_positions(static_cast<std::size_t>(n), accounts.data(), instruments.data(),
                           sizes.data(), entries.data());
-          return 0;
         });
       })
       .def("add_scenario_set",
@@ -402,7 +394,6 @@ void register_engine(py::module_& m) {
       .def("set_underlying_scenarios", [](Engine& e, int underlying, int set) {
         guarded([&] {
           e.set_underlying_scenarios(underlying, set);
-          return 0;
         });
       })
       .def("underlying_scenarios",
@@ -423,7 +414,6 @@ void register_engine(py::module_& m) {
       .def_property("portfolio_offset", &Engine::portfolio_offset, [](Engine& e, double x) {
         guarded([&] {
           e.set_portfolio_offset(x);
-          return 0;
         });
       })
       .def("portfolio_credit", [](Engine& e, int a) {
@@ -436,7 +426,6 @@ void register_engine(py::module_& m) {
         guarded([&] {
           if (mode != 0 && mode != 1) throw std::invalid_argument("mode must be cross or portfolio");
           e.set_mode(a, static_cast<MarginMode>(mode));
-          return 0;
         });
       })
       .def("mode", [](const Engine& e, int a) {
@@ -472,7 +461,6 @@ void register_engine(py::module_& m) {
       .def("set_liquidity", [](Engine& e, int i, double spread, double impact, double max_step) {
         guarded([&] {
           e.set_liquidity(i, LiquidityModel{spread, impact, max_step});
-          return 0;
         });
       })
       .def("liquidity", [](const Engine& e, int i) {
@@ -488,7 +476,6 @@ void register_engine(py::module_& m) {
           }
           e.set_liquidation_params(
               LiquidationParams{static_cast<LiquidationTarget>(target), buffer, fee_rate});
-          return 0;
         });
       })
       .def("liquidation_params", [](const Engine& e) {
@@ -498,7 +485,6 @@ void register_engine(py::module_& m) {
       .def("fund_insurance", [](Engine& e, int asset, double amount) {
         guarded([&] {
           e.fund_insurance(asset, amount);
-          return 0;
         });
       })
       .def("insurance_fund",
@@ -552,7 +538,6 @@ void register_engine(py::module_& m) {
       .def("move_underlying", [](Engine& e, int u, double price) {
         guarded([&] {
           e.move_underlying(u, price);
-          return 0;
         });
       })
       .def("cascade", [](Engine& e, int u, double shock, double impact, int max_rounds) {
