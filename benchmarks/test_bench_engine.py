@@ -28,7 +28,14 @@ import _baselines as bl
 import marginkit as mk
 import numpy as np
 import pytest
-from _timing import per_call_ns, run_orders, smoke_run
+from _timing import (
+    latency_stats,
+    per_call_ns,
+    run_orders,
+    smoke_run,
+    timer_overhead_ns,
+    write_latency_table,
+)
 
 NOW = 1_750_000_000  # 2025-06-15 15:06:40 UTC: the engine's clock and every price's time
 MAX_AGE = 60.0
@@ -80,19 +87,8 @@ class _Reporter:
             return
         tr.section("marginkit engine: per-call latency and book size")
         if lat:
-            tr.write_line(
-                f"check_order per call (perf_counter_ns around each call, {check['calls']:,} "
-                f"calls after {check['warmup']:,} of warm-up; includes the timer's own "
-                f"{check['timer_ns']:.0f} ns; "
-                f"{check.get('accept_rate', math.nan):.0%} of orders accepted):")
-            tr.write_line(f"  {'role':<20} {'p50':>9} {'p90':>9} {'p99':>9} {'p99.9':>9} "
-                          f"{'mean':>9}")
-            for role in CHECK_ROLES:
-                if role in lat:
-                    s = lat[role]
-                    tr.write_line(f"  {role:<20} " + " ".join(
-                        f"{s[k] / 1e3:7.3f}us" for k in ("p50", "p90", "p99", "p99.9", "mean")))
-            tr.write_line("  goal: marginkit p50 <= 1 us, p99 <= 3 us")
+            write_latency_table(tr, "check_order per call", check, lat, CHECK_ROLES, 20,
+                                "marginkit p50 <= 1 us, p99 <= 3 us")
         if book:
             states = ", ".join(f"{name} {n:,}" for name, n in book.get("states", {}).items())
             tr.write_line(
@@ -299,15 +295,12 @@ def test_check_order(timed, benchmark, check_case, report, role):
     warmup = min(WARMUP_CALLS, calls)
     run_orders(check, orders[LATENCY_CALLS:LATENCY_CALLS + warmup])
     ns = per_call_ns(check, orders[:calls])
-    pc = time.perf_counter_ns
-    timer = np.median([-(pc() - pc()) for _ in range(10_000)])
-    stats = {"p50": np.percentile(ns, 50), "p90": np.percentile(ns, 90),
-             "p99": np.percentile(ns, 99), "p99.9": np.percentile(ns, 99.9), "mean": ns.mean()}
-    stats = {k: float(v) for k, v in stats.items()}
+    timer = timer_overhead_ns()
+    stats = latency_stats(ns)
     benchmark.extra_info.update({f"per_call_{k}_ns": v for k, v in stats.items()})
     benchmark.extra_info["per_call_calls"] = calls
     report["latency"][role] = stats
-    report["check"].update(calls=calls, warmup=warmup, timer_ns=float(timer))
+    report["check"].update(calls=calls, warmup=warmup, timer_ns=timer)
 
 
 # ---- 2. evaluate_all ------------------------------------------------------------------

@@ -52,7 +52,15 @@ import marginkit as mk
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from _timing import per_call_ns, run_orders, smoke_run
+from _timing import (
+    fmt_latency,
+    latency_stats,
+    per_call_ns,
+    run_orders,
+    smoke_run,
+    timer_overhead_ns,
+    write_latency_table,
+)
 from marginkit import scenarios as scn
 from scipy.special import ndtr
 
@@ -110,17 +118,8 @@ class _Reporter:
             return
         tr.section("marginkit portfolio: per-call latency and book size")
         if lat:
-            tr.write_line(
-                f"per call (perf_counter_ns around each call, {check['calls']:,} calls after "
-                f"{check['warmup']:,} of warm-up; includes the timer's own "
-                f"{check['timer_ns']:.0f} ns; {check.get('accept_rate', math.nan):.0%} of "
-                f"orders accepted):")
-            tr.write_line(f"  {'role':<32} {'p50':>9} {'p90':>9} {'p99':>9} {'p99.9':>9} "
-                          f"{'mean':>9}")
-            for role in LATENCY_ROLES:
-                if role in lat:
-                    tr.write_line(f"  {role:<32} " + _fmt_latency(lat[role]))
-            tr.write_line("  goal: check_order p50 <= 1 us; full re-evaluation p50 <= 5 us")
+            write_latency_table(tr, "per call", check, lat, LATENCY_ROLES, 32,
+                                "check_order p50 <= 1 us; full re-evaluation p50 <= 5 us")
         if book:
             tr.write_line(
                 f"evaluate_all book: {book['accounts']:,} portfolio accounts, "
@@ -140,10 +139,6 @@ def report(request):
     if not pm.has_plugin("marginkit-portfolio-bench-report"):
         pm.register(_Reporter(), "marginkit-portfolio-bench-report")
     return _REPORT
-
-
-def _fmt_latency(s: dict) -> str:
-    return " ".join(f"{s[k] / 1e3:7.3f}us" for k in ("p50", "p90", "p99", "p99.9", "mean"))
 
 
 # ---- money rounding as the engine does it (margin.cpp) ------------------------------
@@ -606,16 +601,13 @@ def _latency(benchmark, report, check, orders, name, prefix="per_call"):
     warmup = min(WARMUP_CALLS, calls)
     run_orders(check, orders[LATENCY_CALLS:LATENCY_CALLS + warmup])
     ns = per_call_ns(check, orders[:calls])
-    pc = time.perf_counter_ns
-    timer = float(np.median([-(pc() - pc()) for _ in range(10_000)]))
-    stats = {"p50": np.percentile(ns, 50), "p90": np.percentile(ns, 90),
-             "p99": np.percentile(ns, 99), "p99.9": np.percentile(ns, 99.9), "mean": ns.mean()}
-    stats = {k: float(v) for k, v in stats.items()}
+    timer = timer_overhead_ns()
+    stats = latency_stats(ns)
     benchmark.extra_info.update({f"{prefix}_{k}_ns": v for k, v in stats.items()})
     benchmark.extra_info.update(per_call_calls=calls, timer_ns=timer)
     report["latency"][name] = stats
     report["check"].update(calls=calls, warmup=warmup, timer_ns=timer)
-    _say(f"{name}: {_fmt_latency(stats)} (p50 p90 p99 p99.9 mean; {calls:,} calls, "
+    _say(f"{name}: {fmt_latency(stats)} (p50 p90 p99 p99.9 mean; {calls:,} calls, "
          f"timer {timer:.0f} ns)")
 
 
