@@ -278,7 +278,17 @@ def test_option_and_future_rows_equal_direct_black76_revaluation(case):
         assert_close(eng.risk_row("FUT"), fut, 1e-15 * scale, what="future row")
 
 
-def test_deribit_preset_rows_with_dte_scaling_both_sides_of_the_pivot():
+@pytest.fixture(params=["baseline", "avx2", "avx512"])
+def isa(request):
+    """Every instruction-set path of the risk-array kernel this CPU can run."""
+    if request.param not in mk.build_info()["isa_available"]:
+        pytest.skip(f"ISA {request.param!r} not available on this CPU")
+    request.addfinalizer(lambda: mk.set_isa("auto"))
+    mk.set_isa(request.param)
+    return request.param
+
+
+def test_deribit_preset_rows_with_dte_scaling_both_sides_of_the_pivot(isa):
     """The demo book's BTC, ETH (inverse) and SOL (linear) options under the Deribit
     preset: expiries of 29 days (p_short) and 85 days (p_long); vols set explicitly."""
     kw = scn.deribit(vol_up=0.45, vol_down=0.3, min_vol_up=0.2)
@@ -330,7 +340,7 @@ MP_CASES = [
 
 
 @pytest.mark.parametrize("case", MP_CASES, ids=["inv_call_0.5d", "lin_put_200d", "inv_put_itm"])
-def test_option_rows_against_mpmath(case):
+def test_option_rows_against_mpmath(case, isa):
     eng, expiry = one_option_engine(**case)
     kw = case["kw"]
     row = eng.risk_row("OPT")

@@ -7,12 +7,15 @@
 #include "marginkit/engine.hpp"
 #include "marginkit/parallel.hpp"
 #include "marginkit/pricing.hpp"
+#include "kernels/kernel_table.hpp"
 
 namespace marginkit {
 
 namespace {
 
 constexpr std::size_t kNoRow = static_cast<std::size_t>(-1);
+// Options per thread task of the risk-array build (each about 30 revaluations).
+constexpr std::size_t kRiskGrain = 128;
 
 [[noreturn]] void bad(const std::string& what) { throw std::invalid_argument(what); }
 
@@ -20,19 +23,24 @@ bool finite_nonneg(double x) { return std::isfinite(x) && x >= 0.0; }
 
 }  // namespace
 
-double VolShockModel::shocked(double vol, int direction, double dte_days) const noexcept {
+double VolShockModel::dte_factor(double dte_days) const noexcept {
+  if (!scale_by_dte) return 1.0;
+  const double p = dte_days < pivot_days ? p_short : p_long;
+  return std::pow(pivot_days / std::max(dte_days, floor_days), p);
+}
+
+double VolShockModel::shocked_by(double vol, int direction, double g) const noexcept {
   if (direction == 0) return vol;
-  double g = 1.0;
-  if (scale_by_dte) {
-    const double p = dte_days < pivot_days ? p_short : p_long;
-    g = std::pow(pivot_days / std::max(dte_days, floor_days), p);
-  }
   if (direction > 0) {
     const double v = relative ? vol * (1.0 + up * g) : vol + up * g;
     return std::max(v, min_vol_up);
   }
   const double v = relative ? vol * (1.0 - down * g) : vol - down * g;
   return std::max(v, 0.0);
+}
+
+double VolShockModel::shocked(double vol, int direction, double dte_days) const noexcept {
+  return direction == 0 ? vol : shocked_by(vol, direction, dte_factor(dte_days));
 }
 
 double ScenarioSet::move(int underlying, std::size_t s) const noexcept {
@@ -210,60 +218,105 @@ void Engine::ensure_risk() {
     o.dte = o.tau * 365.0;
     opts.push_back(o);
   }
-  // Batch the options per scenario through the SIMD pricing kernel.
-  std::vector<std::int8_t> cp(opts.size());
-  std::vector<double> fwd(opts.size()), strike(opts.size()), tau(opts.size()),
-      vol(opts.size()), price(opts.size()), delta(opts.size());
-  for (std::size_t k = 0; k < opts.size(); ++k) {
-    const InstrumentSpec& in = instruments_[opts[k].id];
-    cp[k] = in.terms.cp;
-    strike[k] = in.terms.strike;
-    tau[k] = opts[k].tau;
-  }
-  auto price_all = [&](bool want_delta) {
-    Black76Inputs bi;
-    bi.n = opts.size();
-    bi.cp = {cp.data(), false};
-    bi.forward = {fwd.data(), false};
-    bi.strike = {strike.data(), false};
-    bi.expiry = {tau.data(), false};
-    bi.vol = {vol.data(), false};
-    bi.rate = {&rate_, true};
-    Black76Outputs bo;
-    bo.price = price.data();
-    bo.delta = want_delta ? delta.data() : nullptr;
-    black76(bi, bo, Settlement::linear);
-  };
+  std::stable_sort(opts.begin(), opts.end(), [&](const Opt& x, const Opt& y) {
+    return instruments_[x.id].underlying < instruments_[y.id].underlying;
+  });
   // Deltas (per contract, units of the underlying) at today's forward.
-  for (std::size_t k = 0; k < opts.size(); ++k) {
-    fwd[k] = opts[k].fwd;
-    vol[k] = opts[k].vol;
+  RiskScratch& b = risk_scratch_;
+  const std::size_t m = opts.size();
+  b.cp.resize(m);
+  b.fwd.resize(m);
+  b.strike.resize(m);
+  b.tau.resize(m);
+  b.vol.resize(m);
+  b.price.resize(m);
+  b.delta.resize(m);
+  for (std::size_t k = 0; k < m; ++k) {
+    const InstrumentSpec& in = instruments_[opts[k].id];
+    b.cp[k] = in.terms.cp;
+    b.strike[k] = in.terms.strike;
+    b.tau[k] = opts[k].tau;
+    b.fwd[k] = opts[k].fwd;
+    b.vol[k] = opts[k].vol;
   }
-  price_all(true);
-  for (std::size_t k = 0; k < opts.size(); ++k) {
-    risk_delta_[opts[k].id] = delta[k] * instruments_[opts[k].id].terms.contract_size;
+  Black76Inputs bi;
+  bi.n = m;
+  bi.cp = {b.cp.data(), false};
+  bi.forward = {b.fwd.data(), false};
+  bi.strike = {b.strike.data(), false};
+  bi.expiry = {b.tau.data(), false};
+  bi.vol = {b.vol.data(), false};
+  bi.rate = {&rate_, true};
+  Black76Outputs bo;
+  bo.price = b.price.data();
+  bo.delta = b.delta.data();
+  black76(bi, bo, Settlement::linear);
+  for (std::size_t k = 0; k < m; ++k) {
+    risk_delta_[opts[k].id] = b.delta[k] * instruments_[opts[k].id].terms.contract_size;
   }
-  // One batch per scenario index; sets with fewer scenarios repeat their last
-  // one (ignored). Inverse values are the linear ones in coin at the shocked
-  // forward (V / F), as in pricing.hpp.
-  std::size_t max_s = 0;
-  for (const auto& set : sets_) max_s = std::max(max_s, set.scenarios.size());
-  for (std::size_t s = 0; s < max_s; ++s) {
-    for (std::size_t k = 0; k < opts.size(); ++k) {
-      const InstrumentSpec& in = instruments_[opts[k].id];
-      const ScenarioSet& set = sets_[underlying_set_[in.underlying]];
-      const Scenario& sc = set.scenarios[std::min(s, set.scenarios.size() - 1)];
-      fwd[k] = opts[k].fwd * (1.0 + set.move(in.underlying, std::min(s, set.scenarios.size() - 1)));
-      vol[k] = set.vol.shocked(opts[k].vol, sc.vol, opts[k].dte);
+  // Per underlying: its options revalued in every scenario of its set by the
+  // grid kernel (threads split the options), rows written in place; the
+  // days-to-expiry vol-shock factor once per expiry.
+  b.vol_down.resize(m);
+  b.vol_up.resize(m);
+  b.cs.resize(m);
+  b.mark.resize(m);
+  b.inverse.resize(m);
+  b.offset.resize(m);
+  const ScenarioSet* g_set = nullptr;
+  double g_dte = -1.0, g = 1.0;
+  for (std::size_t k = 0; k < m; ++k) {
+    const InstrumentSpec& in = instruments_[opts[k].id];
+    const ScenarioSet& set = sets_[underlying_set_[in.underlying]];
+    if (&set != g_set || opts[k].dte != g_dte) {
+      g_set = &set;
+      g_dte = opts[k].dte;
+      g = set.vol.dte_factor(g_dte);
     }
-    price_all(false);
-    for (std::size_t k = 0; k < opts.size(); ++k) {
-      const InstrumentSpec& in = instruments_[opts[k].id];
-      if (s >= sets_[underlying_set_[in.underlying]].scenarios.size()) continue;
-      const double value = in.terms.inverse ? price[k] / fwd[k] : price[k];
-      risk_[risk_offset_[opts[k].id] + s] =
-          in.terms.contract_size * (value - marks_[opts[k].id].value);
+    b.vol_down[k] = set.vol.shocked_by(opts[k].vol, -1, g);
+    b.vol_up[k] = set.vol.shocked_by(opts[k].vol, 1, g);
+    b.cs[k] = in.terms.contract_size;
+    b.mark[k] = marks_[opts[k].id].value;
+    b.inverse[k] = in.terms.inverse ? 1 : 0;
+    b.offset[k] = risk_offset_[opts[k].id];
+  }
+  const auto grid = simd::active_kernels().risk_grid;
+  for (std::size_t lo = 0; lo < m;) {  // options are in runs of one underlying
+    const int u = instruments_[opts[lo].id].underlying;
+    std::size_t hi = lo + 1;
+    while (hi < m && instruments_[opts[hi].id].underlying == u) ++hi;
+    const ScenarioSet& set = sets_[underlying_set_[u]];
+    const std::size_t ns = set.scenarios.size();
+    b.mult.resize(ns);
+    b.log_mult.resize(ns);
+    b.dir.resize(ns);
+    for (std::size_t s = 0; s < ns; ++s) {
+      b.mult[s] = 1.0 + set.move(u, s);
+      b.log_mult[s] = std::log(b.mult[s]);
+      b.dir[s] = set.scenarios[s].vol;
     }
+    simd::RiskGridInputs in;
+    in.n_scenarios = ns;
+    in.mult = b.mult.data();
+    in.log_mult = b.log_mult.data();
+    in.dir = b.dir.data();
+    in.cp = b.cp.data();
+    in.inverse = b.inverse.data();
+    in.forward = b.fwd.data();
+    in.strike = b.strike.data();
+    in.tau = b.tau.data();
+    in.vol_down = b.vol_down.data();
+    in.vol = b.vol.data();
+    in.vol_up = b.vol_up.data();
+    in.contract_size = b.cs.data();
+    in.mark = b.mark.data();
+    in.offset = b.offset.data();
+    in.rate = rate_;
+    in.risk = risk_.data();
+    parallel_for(hi - lo, kRiskGrain, [&](std::size_t from, std::size_t to) {
+      grid(in, lo + from, lo + to);
+    });
+    lo = hi;
   }
   risk_stamp_ = stamp_;
 }

@@ -452,6 +452,14 @@ class Engine {
   std::vector<std::size_t> risk_offset_;  // per instrument; npos: no row
   std::vector<double> risk_delta_;        // per instrument: delta per contract, units
   std::uint64_t risk_stamp_ = 0;
+  // Batch buffers of the risk-array build, kept to avoid reallocating per market update.
+  struct RiskScratch {
+    std::vector<std::int8_t> cp, inverse;
+    std::vector<double> fwd, strike, tau, vol, vol_down, vol_up, cs, mark, price, delta;
+    std::vector<double> mult, log_mult, dir;  // per scenario of one set
+    std::vector<std::size_t> offset;
+  };
+  RiskScratch risk_scratch_;
   void ensure_risk();
   bool in_portfolio(const Account& a, const InstrumentSpec& in) const noexcept {
     return a.mode == MarginMode::portfolio && in.kind != InstrumentKind::spot &&

@@ -26,6 +26,9 @@ struct VolShockModel {
   double min_vol_up = 0.0;
 
   double shocked(double vol, int direction, double dte_days) const noexcept;
+  // The same in two steps: g once per expiry, then each direction.
+  double dte_factor(double dte_days) const noexcept;
+  double shocked_by(double vol, int direction, double g) const noexcept;
 };
 
 struct Scenario {

@@ -3,11 +3,32 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "marginkit/pricing.hpp"
 #include "marginkit/simd/isa.hpp"
 
 namespace marginkit::simd {
+
+// Risk-array rows of options on one underlying: option k's row (n_scenarios
+// entries at risk + offset[k]) is contract_size x (Black-76 value in scenario s
+// - mark), the forward moved to forward x mult[s] (log_mult[s] = ln mult[s]),
+// the volatility vol_down / vol / vol_up as dir[s] is -1 / 0 / +1; inverse
+// options in coin at the shocked forward.
+struct RiskGridInputs {
+  std::size_t n_scenarios = 0;
+  const double* mult = nullptr;
+  const double* log_mult = nullptr;
+  const double* dir = nullptr;
+  const std::int8_t* cp = nullptr;
+  const std::int8_t* inverse = nullptr;
+  const double *forward = nullptr, *strike = nullptr, *tau = nullptr;
+  const double *vol_down = nullptr, *vol = nullptr, *vol_up = nullptr;
+  const double *contract_size = nullptr, *mark = nullptr;
+  const std::size_t* offset = nullptr;
+  double rate = 0.0;
+  double* risk = nullptr;
+};
 
 struct KernelTable {
   Isa isa;
@@ -18,6 +39,7 @@ struct KernelTable {
                   std::size_t end);
   std::size_t (*implied_vol)(const ImpliedVolInputs&, double* out, Settlement, std::size_t begin,
                              std::size_t end);
+  void (*risk_grid)(const RiskGridInputs&, std::size_t begin, std::size_t end);
 };
 
 // One per compiled level; defined in kernels_<isa>.cpp.
