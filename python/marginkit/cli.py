@@ -7,11 +7,20 @@
 * ``marginkit liquidate ACCOUNT``: the liquidation plan (``--execute`` runs it and
   writes the state back).
 * ``marginkit stress --underlying BTC --shock -0.2``: a cascade on a copy.
+* ``marginkit report [--out report.html] [--account ID ...] [--shock -0.2
+  --underlying BTC]``: the tables and the plots (:mod:`marginkit.plots`, with
+  matplotlib) in one self-contained HTML file.
 * ``marginkit info``: the build, the CPU path and threads.
+* ``marginkit run --book BOOK --market MARKET [--mode cross|portfolio|isolated]
+  [--preset NAME] [--out FILE] [--positions-out FILE] [--top N]``: the user's own
+  book and market (CSV, JSON or Parquet; :mod:`marginkit.io`,
+  ``docs/data-formats.md``), every account margined, results written to CSV,
+  JSON or Parquet by the file extension.
 
 Without ``--state`` the commands use the demo venue. ``--json`` everywhere prints
 machine-readable output. Exit codes: 0 success (``check``: accepted), 1 an order
-rejected by ``check``, 2 usage or input error.
+rejected by ``check``, 2 usage or input error (the message, on stderr, names the
+file, the row and the column of bad input data).
 """
 
 from __future__ import annotations
@@ -154,6 +163,28 @@ def _stress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from . import report
+
+    eng = _engine(args)
+    with Console(stderr=True).status("Writing the report (tables, stress, plots)..."):
+        summary = report.write_report(
+            args.out, eng, accounts=args.account, underlying=args.underlying, shock=args.shock,
+            impact=args.impact, max_rounds=args.rounds, top=args.top, plots=not args.no_plots,
+            source=f"state {args.state}" if args.state else "demo venue")
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"wrote {summary['path']} ({summary['bytes']:,} bytes): accounts "
+          f"{', '.join(summary['accounts']) or '-'}, stress on "
+          f"{summary['stress_underlying'] or '-'}, {len(summary['figures'])} plots")
+    if summary["plots_skipped"]:
+        print(f"plots skipped: {summary['plots_skipped']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marginkit",
@@ -192,10 +223,74 @@ def build_parser() -> argparse.ArgumentParser:
     stress.add_argument("--rounds", type=int, default=20)
     common(stress)
     stress.set_defaults(func=_stress)
+    rep = sub.add_parser(
+        "report", help="write the book's tables and plots into one HTML file",
+        description="Write one self-contained HTML file: book totals, the riskiest accounts, "
+                    "portfolio vs cross margin, chosen accounts (attribution, liquidation "
+                    "plan, P&L profile, risk-array heatmap), a liquidation plan and a stress "
+                    "cascade with its chart. Plots need matplotlib (pip install "
+                    "'marginkit[plot]'); without it the tables are written and the plots "
+                    "skipped.")
+    rep.add_argument("--out", metavar="FILE", default="report.html",
+                     help="the HTML file to write (default: report.html)")
+    rep.add_argument("--account", metavar="ID", nargs="+", action="extend",
+                     help="accounts to detail (default: the one portfolio margin helps "
+                          "most, and the riskiest)")
+    rep.add_argument("--underlying", help="the stress cascade's underlying (default: where "
+                                          "most of the book's maintenance margin is)")
+    rep.add_argument("--shock", type=float, default=-0.2,
+                     help="the stress shock, e.g. -0.2 for -20 %% (default)")
+    rep.add_argument("--impact", type=float, default=1e-6,
+                     help="price move per unit of underlying sold, as a fraction")
+    rep.add_argument("--rounds", type=int, default=20, help="most cascade rounds")
+    rep.add_argument("--top", type=int, default=10, help="rows of the riskiest accounts")
+    rep.add_argument("--no-plots", action="store_true", help="tables only")
+    common(rep)
+    rep.set_defaults(func=_report)
     info = sub.add_parser("info", help="show the build, the CPU path in use and threads")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=_info)
+    _add_run_parser(sub)
     return parser
+
+
+def _run_book(args: argparse.Namespace) -> int:
+    from . import run
+
+    return run.main(args)
+
+
+def _add_run_parser(sub: Any) -> None:
+    run = sub.add_parser(
+        "run", help="margin your own book and market (CSV, JSON or Parquet)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Load a book (accounts, balances, positions, orders, isolated "
+                    "allocations) and a market\n(index prices, marks, vols, forwards, rate), "
+                    "margin every account, print the totals,\nthe riskiest accounts and those "
+                    "in warning or worse, and write the results.\nFormats: "
+                    "docs/data-formats.md; examples: examples/book.csv, examples/market.csv.",
+        epilog="exit codes:\n  0  success\n  2  usage or input error: the message (stderr) "
+               "names the file, the row and the column")
+    run.add_argument("--book", required=True, metavar="BOOK",
+                     help="the book: .csv, .json or .parquet")
+    run.add_argument("--market", required=True, metavar="MARKET",
+                     help="the market snapshot: .csv, .json or .parquet")
+    run.add_argument("--mode", choices=("cross", "portfolio", "isolated"),
+                     help="put every account in this mode (default: each account's own "
+                          "mode, else cross)")
+    run.add_argument("--preset", metavar="NAME",
+                     help="cross preset (deribit, binance, bitcom, bybit) and/or scenario "
+                          "preset for portfolio mode (deribit, simple_grid, span); two as "
+                          "CROSS,SCENARIOS (default: deribit)")
+    run.add_argument("--out", metavar="FILE",
+                     help="write per-account results (.csv, .json or .parquet)")
+    run.add_argument("--positions-out", metavar="FILE",
+                     help="write per-position attribution (.csv, .json or .parquet)")
+    run.add_argument("--top", type=int, default=10, metavar="N",
+                     help="rows of the riskiest-accounts table and JSON list (default 10)")
+    run.add_argument("--json", action="store_true",
+                     help="machine-readable totals and per-account rows")
+    run.set_defaults(func=_run_book)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -930,6 +930,13 @@ class Engine:
             uid = self._asset(underlying)
         return self._core.liquidation_prices(aid, uid)
 
+    def dominant_underlying(self, account: str | int) -> str | None:
+        """The underlying of the account's largest exposure (gross USD notional of
+        its positions), the default of :meth:`liquidation_prices`; None without
+        positions."""
+        uid = self._core.dominant_underlying(self._acct(account))
+        return None if uid < 0 else self._core.asset_name(uid)
+
     def evaluate_all(self) -> BookEvaluation:
         """Every account in one call (threads, GIL released)."""
         return BookEvaluation(*self._core.evaluate_all())
