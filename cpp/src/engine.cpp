@@ -321,8 +321,9 @@ double Engine::collateral_of(const Account& a, double* oldest) const noexcept {
   return value / assets_[a.margin_asset].price;
 }
 
-void Engine::refresh(Account& a) {
-  if (a.stamp == stamp_) return;
+void Engine::refresh_impl(Account& a, bool keep_groups) {
+  const bool portfolio = a.mode == MarginMode::portfolio;
+  if (a.stamp == stamp_ && (!keep_groups || !portfolio || a.groups_stamp == stamp_)) return;
   double oldest = assets_[a.margin_asset].time;
   a.collateral = collateral_of(a, &oldest);
   double im = 0.0, mm = 0.0, eq = 0.0;
@@ -340,7 +341,10 @@ void Engine::refresh(Account& a) {
     oldest = std::min({oldest, marks_[p.instrument].time, assets_[in.underlying].time,
                        assets_[in.settle].time});
   }
-  if (a.mode == MarginMode::portfolio) refresh_portfolio(a, im, mm);
+  if (portfolio) {
+    refresh_portfolio(a, keep_groups, im, mm);
+    a.groups_stamp = keep_groups ? stamp_ : 0;
+  }
   priced = priced && std::isfinite(im + mm + eq);
   a.sum_im = im;
   a.sum_mm = mm;
@@ -378,7 +382,7 @@ AccountSummary Engine::summarize(const Account& a) const noexcept {
 
 AccountSummary Engine::summary(int account) {
   Account& a = acct(account);
-  refresh(a);
+  refresh_sums(a);
   return summarize(a);
 }
 
@@ -431,13 +435,34 @@ std::vector<UnderlyingGreeks> Engine::net_greeks(int account) {
   return out;
 }
 
+namespace {
+
+constexpr std::size_t kPrefetchAhead = 6;
+
+void prefetch_range(const void* p, std::size_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
+}
+
+}  // namespace
+
+void Engine::prefetch_account(const Account& a) noexcept { prefetch_range(&a, sizeof(Account)); }
+
+void Engine::prefetch_heap(const Account& a) noexcept {
+  prefetch_range(a.positions.data(), a.positions.size() * sizeof(Position));
+  prefetch_range(a.balances.data(), a.balances.size() * sizeof(double));
+}
+
 void Engine::evaluate_all(double* equity, double* im, double* mm, double* available,
                           std::int8_t* state) {
   ensure_risk();  // once, here: refreshing accounts on many threads only reads it
   parallel_for(accounts_.size(), 4096, [&](std::size_t b, std::size_t e) {
     for (std::size_t i = b; i < e; ++i) {
+      // Memory-bound: fetch accounts ahead, then the heap blocks they point to.
+      if (i + 2 * kPrefetchAhead < e) prefetch_account(accounts_[i + 2 * kPrefetchAhead]);
+      if (i + kPrefetchAhead < e) prefetch_heap(accounts_[i + kPrefetchAhead]);
       Account& a = accounts_[i];
-      refresh(a);
+      refresh_sums(a);
       const AccountSummary s = summarize(a);
       if (equity) equity[i] = s.equity;
       if (im) im[i] = s.im;

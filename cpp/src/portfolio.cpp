@@ -16,6 +16,10 @@ namespace {
 constexpr std::size_t kNoRow = static_cast<std::size_t>(-1);
 // Options per thread task of the risk-array build (each about 30 revaluations).
 constexpr std::size_t kRiskGrain = 128;
+// Risk-array rows (and group scenario vectors) are padded with zeros to a
+// multiple of this many doubles, so the SIMD kernels read whole vectors.
+constexpr std::size_t kRowPad = 8;
+constexpr std::size_t padded(std::size_t ns) { return (ns + kRowPad - 1) / kRowPad * kRowPad; }
 
 [[noreturn]] void bad(const std::string& what) { throw std::invalid_argument(what); }
 
@@ -189,9 +193,9 @@ void Engine::ensure_risk() {
     const int set = underlying_set_[instruments_[i].underlying];
     if (set < 0 || instruments_[i].kind == InstrumentKind::spot) continue;
     risk_offset_[i] = total;
-    total += sets_[set].scenarios.size();
+    total += padded(sets_[set].scenarios.size());
   }
-  risk_.assign(total, std::numeric_limits<double>::quiet_NaN());
+  risk_.assign(total, 0.0);  // the padding stays 0
   // Options: forward, volatility and years to expiry, gathered per underlying set.
   struct Opt {
     std::size_t id;
@@ -204,7 +208,10 @@ void Engine::ensure_risk() {
     const double mark = marks_[i].value, cs = in.terms.contract_size;
     double* row = &risk_[risk_offset_[i]];
     const ScenarioSet& set = sets_[underlying_set_[in.underlying]];
-    if (!std::isfinite(mark) || !std::isfinite(index_of(in))) continue;  // rows stay NaN
+    if (!std::isfinite(mark) || !std::isfinite(index_of(in))) {  // no price: a NaN row
+      std::fill(row, row + set.scenarios.size(), std::numeric_limits<double>::quiet_NaN());
+      continue;
+    }
     if (in.kind != InstrumentKind::option) {
       for (std::size_t s = 0; s < set.scenarios.size(); ++s) {
         const double move = set.move(in.underlying, s);
@@ -347,49 +354,62 @@ Requirement Engine::group_requirement(int set_id, int underlying, const double* 
 // caller adds standard requirements for the rest). Groups keep their vectors
 // between refreshes; the all-bids / all-asks vectors exist only where some
 // position has resting orders.
-void Engine::refresh_portfolio(Account& a, double& im, double& mm) {
+// Per-thread buffers of refresh_portfolio, fetched once per call (thread-local
+// access is a function call in a shared library).
+struct Engine::PortfolioScratch {
+  std::vector<Group> groups;  // batch evaluation: groups not kept in the account
+  struct Term {
+    const double* row;
+    double now, bids, asks;  // weights: size, size + bids, size - asks (margin asset)
+    int group;
+  };
+  std::vector<Term> terms;
+  std::vector<const double*> rows;
+  std::vector<double> w_now, w_bids, w_asks;
+};
+
+void Engine::refresh_portfolio(Account& a, bool keep_groups, double& im, double& mm) {
+  thread_local PortfolioScratch scratch;
+  PortfolioScratch& sc = scratch;
+  std::vector<Group>& groups = keep_groups ? a.groups : sc.groups;
   ensure_risk();
-  for (Group& g : a.groups) g.used = false;
+  for (Group& g : groups) g.used = false;
   const double margin_price = assets_[a.margin_asset].price;
+  // Pass 1: each position's group, units and weights; pass 2: each group's
+  // scenario vectors as weighted sums of risk rows (one SIMD kernel call).
+  auto& terms = sc.terms;
+  terms.clear();
   for (const Position& p : a.positions) {
     const InstrumentSpec& in = instruments_[p.instrument];
     if (!in_portfolio(a, in)) continue;
     Group* g = nullptr;
+    Group* spare = nullptr;  // an unused group (its vectors' capacity is reused)
     const int key = group_key(in);
-    for (auto& x : a.groups) {
+    for (auto& x : groups) {
       if (x.key == key) g = &x;
+      if (!x.used && !spare) spare = &x;
     }
-    const std::size_t ns = sets_[underlying_set_[in.underlying]].scenarios.size();
+    if (!g && spare) {
+      g = spare;
+      g->key = key;
+    }
     if (!g) {
-      a.groups.emplace_back();
-      g = &a.groups.back();
+      groups.emplace_back();
+      g = &groups.back();
       g->key = key;
     }
     if (!g->used) {  // first position of the group in this pass
       g->used = true;
       g->set = underlying_set_[in.underlying];
       g->orders = false;
-      g->pnl.assign(ns, 0.0);
       g->short_units = g->short_bids = g->short_asks = 0.0;
       g->delta_units = g->delta_bids = g->delta_asks = 0.0;
     }
-    if (!g->orders && (p.bids > 0.0 || p.asks > 0.0)) {
-      g->orders = true;  // from here on, keep the order cases apart
-      g->pnl_bids = g->pnl;
-      g->pnl_asks = g->pnl;
-    }
+    if (p.bids > 0.0 || p.asks > 0.0) g->orders = true;  // keep the order cases apart
     const double f = to_margin(a, in.settle);
-    const double* row = &risk_[risk_offset_[p.instrument]];
     const double qb = p.size + p.bids, qa = p.size - p.asks;
-    const double wq = p.size * f;
-    for (std::size_t s = 0; s < ns; ++s) g->pnl[s] += wq * row[s];
-    if (g->orders) {
-      const double wb = qb * f, wa = qa * f;
-      for (std::size_t s = 0; s < ns; ++s) {
-        g->pnl_bids[s] += wb * row[s];
-        g->pnl_asks[s] += wa * row[s];
-      }
-    }
+    terms.push_back({&risk_[risk_offset_[p.instrument]], p.size * f, qb * f, qa * f,
+                     static_cast<int>(g - groups.data())});
     const double units = in.terms.contract_size;
     if (in.kind == InstrumentKind::option) {
       g->short_units += std::max(0.0, -p.size) * units;
@@ -401,10 +421,40 @@ void Engine::refresh_portfolio(Account& a, double& im, double& mm) {
     g->delta_bids += qb * d;
     g->delta_asks += qa * d;
   }
-  a.groups.erase(std::remove_if(a.groups.begin(), a.groups.end(),
+  auto& rows = sc.rows;
+  auto &w_now = sc.w_now, &w_bids = sc.w_bids, &w_asks = sc.w_asks;
+  const auto weighted_rows = simd::active_kernels().weighted_rows;
+  for (std::size_t gi = 0; gi < groups.size(); ++gi) {
+    Group& g = groups[gi];
+    if (!g.used) continue;
+    rows.clear();
+    w_now.clear();
+    w_bids.clear();
+    w_asks.clear();
+    for (const auto& t : terms) {
+      if (t.group != static_cast<int>(gi)) continue;
+      rows.push_back(t.row);
+      w_now.push_back(t.now);
+      w_bids.push_back(t.bids);
+      w_asks.push_back(t.asks);
+    }
+    const std::size_t len = padded(sets_[g.set].scenarios.size());
+    g.pnl.resize(len);
+    weighted_rows(len, rows.size(), rows.data(), w_now.data(), g.pnl.data());
+    if (g.orders) {
+      g.pnl_bids.resize(len);
+      g.pnl_asks.resize(len);
+      weighted_rows(len, rows.size(), rows.data(), w_bids.data(), g.pnl_bids.data());
+      weighted_rows(len, rows.size(), rows.data(), w_asks.data(), g.pnl_asks.data());
+    }
+  }
+  if (keep_groups) {  // the account's groups stay compact; scratch keeps capacity
+    groups.erase(std::remove_if(groups.begin(), groups.end(),
                                 [](const Group& g) { return !g.used; }),
-                 a.groups.end());
-  for (Group& g : a.groups) {
+                 groups.end());
+  }
+  for (Group& g : groups) {
+    if (!g.used) continue;
     const Requirement now = group_requirement(g.set, g.key, g.pnl.data(), g.short_units,
                                               g.delta_units, margin_price);
     g.mm = now.mm;
@@ -419,23 +469,23 @@ void Engine::refresh_portfolio(Account& a, double& im, double& mm) {
     im += g.im;
     mm += g.mm;
   }
-  const auto credit = offset_credit(a, -1, nullptr, nullptr, nullptr);
+  const auto credit = offset_credit(groups, -1, nullptr, nullptr, nullptr);
   a.credit_mm = credit.first;
   a.credit_im = credit.second;
   mm -= credit.first;
   im -= credit.second;
 }
 
-std::pair<double, double> Engine::offset_credit(const Account& a, int changed_key,
+std::pair<double, double> Engine::offset_credit(const std::vector<Group>& groups, int changed_key,
                                                 const double* now, const double* bids,
                                                 const double* asks) const {
   if (offset_ <= 0.0) return {0.0, 0.0};
   // Eligible: grid groups (not joint, worst loss) of one common scenario count.
   std::vector<const Group*> gs;
   std::size_t ns = 0;
-  for (const Group& g : a.groups) {
+  for (const Group& g : groups) {
     const ScenarioSet& set = sets_[g.set];
-    if (set.joint() || set.measure != LossMeasure::worst) continue;
+    if (!g.used || set.joint() || set.measure != LossMeasure::worst) continue;
     if (ns == 0) ns = set.scenarios.size();
     if (set.scenarios.size() != ns) return {0.0, 0.0};
     gs.push_back(&g);
@@ -537,7 +587,7 @@ void Engine::portfolio_delta(const Account& a, const InstrumentSpec& in, int ins
   d_mm = r0.mm - (g ? g->mm : 0.0);
   d_im = std::max({r0.im, rb.im, ra.im}) - (g ? g->im : 0.0);
   if (offset_ > 0.0) {  // the credit between groups moves with this group
-    const auto credit = offset_credit(a, key, now.data(), with_bids.data(), with_asks.data());
+    const auto credit = offset_credit(a.groups, key, now.data(), with_bids.data(), with_asks.data());
     d_mm -= credit.first - a.credit_mm;
     d_im -= credit.second - a.credit_im;
   }
@@ -672,8 +722,8 @@ std::vector<PortfolioGroup> Engine::portfolio(int account) {
     PortfolioGroup pg;
     pg.underlying = set.joint() ? -1 : g.key;
     pg.set = g.set;
-    pg.pnl.resize(g.pnl.size());
-    for (std::size_t s = 0; s < g.pnl.size(); ++s) pg.pnl[s] = set.scenarios[s].weight * g.pnl[s];
+    pg.pnl.resize(set.scenarios.size());
+    for (std::size_t s = 0; s < pg.pnl.size(); ++s) pg.pnl[s] = set.scenarios[s].weight * g.pnl[s];
     pg.loss = set.loss(g.pnl.data(), &pg.worst);
     pg.short_charge = pg.delta_charge = 0.0;
     if (!set.joint()) {

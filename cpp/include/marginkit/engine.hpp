@@ -357,20 +357,22 @@ class Engine {
     double mm = 0.0, im = 0.0;
   };
   struct Account {
-    std::string name;
+    // Hot fields first (batch passes read them for every account).
     int margin_asset = -1;
-    std::vector<double> balances;  // per asset id
-    std::vector<Position> positions;
+    MarginMode mode = MarginMode::cross;
+    bool priced = true;   // every price it needs is set
     // Cache, valid while stamp == engine stamp.
     std::uint64_t stamp = 0;
+    std::uint64_t groups_stamp = 0;  // groups hold this market state's vectors
     double collateral = 0.0, sum_im = 0.0, sum_mm = 0.0, sum_pos_equity = 0.0;
     double oldest = 0.0;  // oldest price time used
-    bool priced = true;   // every price it needs is set
-    int parent = -1;      // isolated: the cross account that funds it
-    int isolated = -1;    // isolated: its one instrument
-    MarginMode mode = MarginMode::cross;
+    std::vector<double> balances;  // per asset id
+    std::vector<Position> positions;
     std::vector<Group> groups;  // portfolio mode: per underlying with a scenario set
     double credit_mm = 0.0, credit_im = 0.0;  // offset between groups
+    int parent = -1;      // isolated: the cross account that funds it
+    int isolated = -1;    // isolated: its one instrument
+    std::string name;
   };
   struct Order {
     int account, instrument;
@@ -401,7 +403,16 @@ class Engine {
   static double equity_of(const InstrumentSpec& in, double size, double entry,
                           double mark) noexcept;
 
-  void refresh(Account& a);
+  // The account's cached sums for the current market state. refresh() also
+  // keeps the portfolio groups' scenario vectors (pre-trade checks, attribution
+  // and liquidation read them); refresh_sums() computes the sums in scratch
+  // vectors only (batch evaluation: no per-account vectors to write back).
+  void refresh(Account& a) { refresh_impl(a, true); }
+  void refresh_sums(Account& a) { refresh_impl(a, false); }
+  void refresh_impl(Account& a, bool keep_groups);
+  // Batch passes hide memory latency by prefetching an account, then its heap blocks.
+  static void prefetch_account(const Account& a) noexcept;
+  static void prefetch_heap(const Account& a) noexcept;
   double collateral_of(const Account& a, double* oldest) const noexcept;
   AccountSummary summarize(const Account& a) const noexcept;
   Health health(double equity, double mm, bool has_risk) const noexcept;
@@ -472,11 +483,15 @@ class Engine {
     const int set = underlying_set_[in.underlying];
     return sets_[set].joint() ? -1 - set : in.underlying;
   }
-  void refresh_portfolio(Account& a, double& im, double& mm);
+  // Scenario groups of a portfolio account, kept in the account (keep_groups)
+  // or in per-thread scratch; adds their requirements to im and mm.
+  struct PortfolioScratch;
+  void refresh_portfolio(Account& a, bool keep_groups, double& im, double& mm);
   double offset_ = 0.0;
   // The offset credits (MM, IM) of an account's groups, with one group's three
   // vectors replaced by `now`, `bids`, `asks` (changed = nullptr: as cached).
-  std::pair<double, double> offset_credit(const Account& a, int changed_key, const double* now,
+  std::pair<double, double> offset_credit(const std::vector<Group>& groups, int changed_key,
+                                          const double* now,
                                           const double* bids, const double* asks) const;
   // Change of the account's IM and MM if `qty` of a portfolio instrument traded:
   // its group's scenario vectors plus qty x row, no revaluation.

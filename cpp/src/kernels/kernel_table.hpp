@@ -40,6 +40,10 @@ struct KernelTable {
   std::size_t (*implied_vol)(const ImpliedVolInputs&, double* out, Settlement, std::size_t begin,
                              std::size_t end);
   void (*risk_grid)(const RiskGridInputs&, std::size_t begin, std::size_t end);
+  // out[s] = sum_j w[j] rows[j][s] for s < len (a multiple of 8; rows padded to
+  // it), added in the order of j.
+  void (*weighted_rows)(std::size_t len, std::size_t count, const double* const* rows,
+                        const double* w, double* out);
 };
 
 // One per compiled level; defined in kernels_<isa>.cpp.
