@@ -20,13 +20,15 @@ bool finite_nonneg(double x) { return std::isfinite(x) && x >= 0.0; }
 
 }  // namespace
 
+double VolShockModel::dte_scale(double dte_days) const noexcept {
+  if (!scale_by_dte) return 1.0;
+  const double p = dte_days <= pivot_days ? p_short : p_long;
+  return std::pow(pivot_days / std::max(dte_days, floor_days), p);
+}
+
 double VolShockModel::shocked(double vol, int direction, double dte_days) const noexcept {
   if (direction == 0) return vol;
-  double g = 1.0;
-  if (scale_by_dte) {
-    const double p = dte_days < pivot_days ? p_short : p_long;
-    g = std::pow(pivot_days / std::max(dte_days, floor_days), p);
-  }
+  const double g = dte_scale(dte_days);
   if (direction > 0) {
     const double v = relative ? vol * (1.0 + up * g) : vol + up * g;
     return std::max(v, min_vol_up);
