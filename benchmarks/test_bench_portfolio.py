@@ -235,7 +235,7 @@ def numpy_risk_array(cp, forward, strike, tau, vol, mark, cs, grid):
     dte = tau * 365.0
     pivot = grid["pivot_days"]
     g = (pivot / np.maximum(dte, grid["floor_days"])) ** np.where(
-        dte < pivot, grid["p_short"], grid["p_long"])
+        dte <= pivot, grid["p_short"], grid["p_long"])
     up = np.maximum(vol * (1.0 + grid["vol_up"] * g), grid["min_vol_up"])
     down = np.maximum(vol * (1.0 - grid["vol_down"] * g), 0.0)
     v = np.where(vdir > 0, up[:, None], np.where(vdir < 0, down[:, None], vol[:, None]))

@@ -50,7 +50,7 @@ def shocked_vol(vol: float, direction: int, dte: float, kw: dict) -> float:
     g = 1.0
     if kw.get("scale_by_dte", False):
         pivot = kw.get("pivot_days", 30.0)
-        p = kw.get("p_short", 0.30) if dte < pivot else kw.get("p_long", 0.13)
+        p = kw.get("p_short", 0.30) if dte <= pivot else kw.get("p_long", 0.13)
         g = (pivot / max(dte, kw.get("floor_days", 1.0))) ** p
     relative = kw.get("relative", True)
     if direction > 0:
@@ -124,7 +124,7 @@ def shocked_vol_mp(vol, direction, dte, kw):
         g = mpmath.mpf(1)
         if kw.get("scale_by_dte", False):
             pivot = mpmath.mpf(kw.get("pivot_days", 30.0))
-            p = mpmath.mpf(kw.get("p_short", 0.30) if dte < pivot else kw.get("p_long", 0.13))
+            p = mpmath.mpf(kw.get("p_short", 0.30) if dte <= pivot else kw.get("p_long", 0.13))
             g = (pivot / max(dte, mpmath.mpf(kw.get("floor_days", 1.0)))) ** p
         rel = kw.get("relative", True)
         if direction > 0:

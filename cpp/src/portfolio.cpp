@@ -27,9 +27,9 @@ bool finite_nonneg(double x) { return std::isfinite(x) && x >= 0.0; }
 
 }  // namespace
 
-double VolShockModel::dte_factor(double dte_days) const noexcept {
+double VolShockModel::dte_scale(double dte_days) const noexcept {
   if (!scale_by_dte) return 1.0;
-  const double p = dte_days < pivot_days ? p_short : p_long;
+  const double p = dte_days <= pivot_days ? p_short : p_long;
   return std::pow(pivot_days / std::max(dte_days, floor_days), p);
 }
 
@@ -44,7 +44,7 @@ double VolShockModel::shocked_by(double vol, int direction, double g) const noex
 }
 
 double VolShockModel::shocked(double vol, int direction, double dte_days) const noexcept {
-  return direction == 0 ? vol : shocked_by(vol, direction, dte_factor(dte_days));
+  return direction == 0 ? vol : shocked_by(vol, direction, dte_scale(dte_days));
 }
 
 double ScenarioSet::move(int underlying, std::size_t s) const noexcept {
@@ -278,7 +278,7 @@ void Engine::ensure_risk() {
     if (&set != g_set || opts[k].dte != g_dte) {
       g_set = &set;
       g_dte = opts[k].dte;
-      g = set.vol.dte_factor(g_dte);
+      g = set.vol.dte_scale(g_dte);
     }
     b.vol_down[k] = set.vol.shocked_by(opts[k].vol, -1, g);
     b.vol_up[k] = set.vol.shocked_by(opts[k].vol, 1, g);

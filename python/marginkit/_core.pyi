@@ -18,12 +18,28 @@ I32 = numpy.typing.NDArray[numpy.int32]
 
 __all__: list[str] = [
     "AccountSummary",
+    "DeriveBasisContingencyParams",
+    "DeriveCollateral",
+    "DeriveExpiry",
+    "DeriveExpiryResult",
+    "DeriveMarginParams",
+    "DeriveOption",
+    "DeriveOptionResult",
+    "DeriveOtherContingencyParams",
+    "DeriveParams",
+    "DerivePortfolio",
+    "DeriveResult",
+    "DeriveScenario",
+    "DeriveSkewShockParams",
+    "DeriveSvi",
+    "DeriveVolShockParams",
     "Engine",
     "EwmaRange",
     "OrderCheck",
     "PositionRisk",
     "black76",
     "compiler",
+    "derive_pmrm",
     "implied_vol",
     "isa_active",
     "isa_available",
@@ -281,6 +297,273 @@ class EwmaRange:
     @property
     def vol(self) -> float: ...
 
+class DeriveScenario:
+    """Derive PMRM_2 scenario; vol 0 none, 1 up, 2 down, 3 linear, 4 abs."""
+
+    def __init__(self) -> None: ...
+    spot_shock: float
+    vol: int
+    dampening: float
+
+class DeriveSkewShockParams:
+    """SkewShock block."""
+
+    def __init__(self) -> None: ...
+    linear_scale_cap: float
+    linear_cbase: float
+    abs_scale_cap: float
+    abs_cbase: float
+    min_k_star: float
+    width_scale: float
+    vol_param_static: float
+    vol_param_scale: float
+
+class DeriveVolShockParams:
+    """VolShock block."""
+
+    def __init__(self) -> None: ...
+    vol_range_up: float
+    vol_range_down: float
+    short_term_power: float
+    long_term_power: float
+    dte_floor_days: float
+    min_vol_up: float
+
+class DeriveMarginParams:
+    """Margin block."""
+
+    def __init__(self) -> None: ...
+    mm_loss_factor: float
+    im_loss_factor: float
+    short_rate_mult_scale: float
+    long_rate_mult_scale: float
+    short_rate_add_scale: float
+    long_rate_add_scale: float
+    base_static_discount: float
+    base_static_discount_neg: float
+
+class DeriveBasisContingencyParams:
+    """BasisContingency block."""
+
+    def __init__(self) -> None: ...
+    scenario_spot_up: float
+    scenario_spot_down: float
+    add_factor: float
+    mult_factor: float
+
+class DeriveOtherContingencyParams:
+    """OtherContingency block."""
+
+    def __init__(self) -> None: ...
+    peg_loss_threshold: float
+    peg_loss_factor: float
+    conf_threshold: float
+    conf_margin: float
+    mm_perp_percent: float
+    im_perp_percent: float
+    mm_option_percent: float
+    im_option_percent: float
+
+class DeriveParams:
+    """A full PMRM_2 parameter set (lists are copied in and out)."""
+
+    def __init__(self) -> None: ...
+    scenarios: list[DeriveScenario]
+    skew: DeriveSkewShockParams
+    vol: DeriveVolShockParams
+    margin: DeriveMarginParams
+    basis: DeriveBasisContingencyParams
+    other: DeriveOtherContingencyParams
+
+class DeriveSvi:
+    """Raw SVI slice (all NaN: none)."""
+
+    def __init__(self) -> None: ...
+    a: float
+    b: float
+    rho: float
+    m: float
+    sigma: float
+    forward: float
+    tau: float
+
+class DeriveExpiry:
+    """One expiry's feeds (forward_fixed NaN: Derive's settlement-window rule)."""
+
+    def __init__(self) -> None: ...
+    seconds: float
+    forward: float
+    forward_fixed: float
+    forward_confidence: float
+    rate: float
+    rate_confidence: float
+    svi: DeriveSvi
+    vol_confidence: float
+
+class DeriveOption:
+    """An option position; expiry indexes the portfolio's expiries; vol NaN: from SVI."""
+
+    def __init__(self) -> None: ...
+    expiry: int
+    strike: float
+    is_call: bool
+    amount: float
+    vol: float
+
+class DeriveCollateral:
+    """A collateral holding."""
+
+    def __init__(self) -> None: ...
+    name: str
+    amount: float
+    price: float
+    confidence: float
+    mm_haircut: float
+    im_haircut: float
+    risk_cancelling: bool
+
+class DerivePortfolio:
+    """A PMRM_2 subaccount and its market data (lists are copied in and out)."""
+
+    def __init__(self) -> None: ...
+    cash: float
+    spot: float
+    spot_confidence: float
+    stable_price: float
+    perp_amount: float
+    perp_price: float
+    perp_confidence: float
+    unrealised_perp_pnl: float
+    unrealised_funding: float
+    expiries: list[DeriveExpiry]
+    options: list[DeriveOption]
+    collaterals: list[DeriveCollateral]
+
+class DeriveExpiryResult:
+    """Per-expiry breakdown."""
+
+    @property
+    def tau(self) -> float: ...
+    @property
+    def forward_fixed(self) -> float: ...
+    @property
+    def forward_variable(self) -> float: ...
+    @property
+    def discount(self) -> float: ...
+    @property
+    def mtm(self) -> float: ...
+    @property
+    def discounted_mtm(self) -> float: ...
+    @property
+    def static_discount_pos(self) -> float: ...
+    @property
+    def static_discount_neg(self) -> float: ...
+    @property
+    def vol_shock_up(self) -> float: ...
+    @property
+    def vol_shock_down(self) -> float: ...
+    @property
+    def k_star(self) -> float: ...
+    @property
+    def linear_cap(self) -> float: ...
+    @property
+    def abs_cap(self) -> float: ...
+    @property
+    def naked_shorts(self) -> float: ...
+    @property
+    def gross_options(self) -> float: ...
+    @property
+    def min_confidence(self) -> float: ...
+    @property
+    def basis_contingency(self) -> float: ...
+    @property
+    def confidence_contingency(self) -> float: ...
+
+class DeriveOptionResult:
+    """Per-option breakdown."""
+
+    @property
+    def vol(self) -> float: ...
+    @property
+    def vol_up(self) -> float: ...
+    @property
+    def vol_down(self) -> float: ...
+    @property
+    def price(self) -> float: ...
+    @property
+    def k(self) -> float: ...
+    @property
+    def linear_multiplier(self) -> float: ...
+    @property
+    def abs_multiplier(self) -> float: ...
+
+class DeriveResult:
+    """IM / MM surplus and the breakdown.
+
+    Scenario indices are -1 for none (worst_scenario: the basis contingency).
+    """
+
+    @property
+    def im(self) -> float: ...
+    @property
+    def mm(self) -> float: ...
+    @property
+    def mtm(self) -> float: ...
+    @property
+    def option_mtm(self) -> float: ...
+    @property
+    def collateral_mtm(self) -> float: ...
+    @property
+    def perp_mtm(self) -> float: ...
+    @property
+    def worst(self) -> float: ...
+    @property
+    def worst_scenario(self) -> int: ...
+    @property
+    def worst_regular(self) -> float: ...
+    @property
+    def worst_tail(self) -> float: ...
+    @property
+    def worst_skew(self) -> float: ...
+    @property
+    def worst_regular_scenario(self) -> int: ...
+    @property
+    def worst_tail_scenario(self) -> int: ...
+    @property
+    def worst_skew_scenario(self) -> int: ...
+    @property
+    def basis_contingency(self) -> float: ...
+    @property
+    def im_factor(self) -> float: ...
+    @property
+    def mm_perp(self) -> float: ...
+    @property
+    def im_perp(self) -> float: ...
+    @property
+    def mm_option(self) -> float: ...
+    @property
+    def im_option(self) -> float: ...
+    @property
+    def mm_collateral(self) -> float: ...
+    @property
+    def im_collateral(self) -> float: ...
+    @property
+    def confidence(self) -> float: ...
+    @property
+    def mm_contingency(self) -> float: ...
+    @property
+    def im_contingency(self) -> float: ...
+    @property
+    def scenario_pnl(self) -> F64: ...
+    @property
+    def scenario_kind(self) -> list[int]: ...
+    @property
+    def expiries(self) -> list[DeriveExpiryResult]: ...
+    @property
+    def options(self) -> list[DeriveOptionResult]: ...
+    @property
+    def collateral_values(self) -> F64: ...
+
 def black76(
     n: int,
     cp: I8,
@@ -301,6 +584,11 @@ def black76(
     """
 
 def compiler() -> str: ...
+def derive_pmrm(params: DeriveParams, portfolio: DerivePortfolio) -> DeriveResult:
+    """
+    Derive PMRM_2 margin (ValueError naming the field on invalid input).
+    """
+
 def implied_vol(
     n: int,
     price: F64,

@@ -10,8 +10,10 @@
 namespace marginkit {
 
 // How an option's volatility moves in an "up" or "down" scenario.
-//   g = (pivot_days / max(DTE, floor_days))^(DTE < pivot_days ? p_short : p_long)
+//   g = (pivot_days / max(DTE, floor_days))^(DTE <= pivot_days ? p_short : p_long)
 //       when scale_by_dte, else 1
+// (At DTE == pivot_days the power only matters when floor_days > pivot_days;
+// Derive's PMRM takes the short-term power there.)
 //   relative: up: max(vol (1 + up g), min_vol_up); down: max(vol (1 - down g), 0)
 //   absolute: up: max(vol + up g, min_vol_up);     down: max(vol - down g, 0)
 struct VolShockModel {
@@ -25,9 +27,10 @@ struct VolShockModel {
   double p_long = 0.13;
   double min_vol_up = 0.0;
 
+  // g above: the days-to-expiry scale of the shock (1 unless scale_by_dte).
+  double dte_scale(double dte_days) const noexcept;
   double shocked(double vol, int direction, double dte_days) const noexcept;
-  // The same in two steps: g once per expiry, then each direction.
-  double dte_factor(double dte_days) const noexcept;
+  // The shocked vol for a given g (dte_scale once per expiry, then each direction).
   double shocked_by(double vol, int direction, double g) const noexcept;
 };
 
