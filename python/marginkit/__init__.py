@@ -8,7 +8,7 @@ batches) under a thin Python API.
 * :func:`build_info`, :func:`set_isa`, :func:`set_num_threads`: how it runs.
 """
 
-from . import presets, scenarios
+from . import presets, scenarios, venue_formulas
 from ._core import __version__
 from .engine import HEALTH_STATES, BookEvaluation, Engine
 from .pricing import GREEKS, Black76Result, black76, implied_vol
@@ -30,4 +30,5 @@ __all__ = [
     "scenarios",
     "set_isa",
     "set_num_threads",
+    "venue_formulas",
 ]

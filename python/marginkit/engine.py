@@ -675,7 +675,8 @@ class Engine:
             fees[fee_policy], float(max_if_fee), float(if_factor),
             _finite("ramp_per_second", ramp_per_second, nonneg=True),
             _finite("ramp_grace", ramp_grace, nonneg=True), float(max_fee_rate),
-            fills[fill_policy], _finite("bankruptcy_adjustment", bankruptcy_adjustment, nonneg=True),
+            fills[fill_policy],
+            _finite("bankruptcy_adjustment", bankruptcy_adjustment, nonneg=True),
             float(spread_to_mm), _finite("spot_dust", spot_dust, nonneg=True))
 
     def liquidation_params(self) -> dict[str, Any]:
