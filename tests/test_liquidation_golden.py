@@ -38,7 +38,21 @@ Mapping of the methods:
   capped by the equity left after the fill, which for a full close is exactly
   dYdX's delta, and bad debt is paid by the fund (``fund_paid``).
 
-Cases whose mechanism the engine lacks are skipped with the reason
+* Drift ``drift_spot_liquidation_size`` / spot ``drift_insurance_fund_fee``:
+  :meth:`Engine.plan_spot_liquidation` on an account that borrowed SOL (sold
+  spot) against a USDC deposit, weights from the assets' haircut and
+  ``liability_weight``, multipliers from their ``liquidator_fee``.
+* Drift perp ``drift_insurance_fund_fee``: ``fee_policy="margin_implied"``;
+  ``drift_liquidation_fee_ramp``: the fee ramp over engine-clock units since
+  :meth:`Engine.last_active` (one per slot); ``drift_spot_imf_size_weight``:
+  ``imf_factor`` and ``weight_quantum=1e-4`` of an asset.
+* dYdX ``dydx_v4_fillable_price``: ``fill_policy="fillable"``; maintenance
+  fraction and open-interest IMF: ``mm_fraction``, ``oi_lower`` / ``oi_upper``
+  and ``rate_quantum=1e-6`` of the model, the open interest as market data.
+  Inputs an engine cannot hold (a zero price, an asset weight above 1, a zero
+  multiplier) go through :mod:`marginkit.venue_formulas`, the same core formulas.
+
+Cases whose mechanism the engine lacks would be skipped with the reason
 (:data:`UNSUPPORTED`); every case of both files is either reproduced or skipped.
 """
 
