@@ -1058,7 +1058,8 @@ def test_persistence_keeps_liquidity_params_and_ledgers(tmp_path):
         for ins in (BTC, ETH):
             assert other._core.liquidity(other.instruments.index(ins)) == \
                 eng._core.liquidity(eng.instruments.index(ins))
-        assert other._core.liquidation_params() == (1, 0.1, 0.015)
+        p = other._core.liquidation_params()
+        assert (p["target"], p["buffer"], p["fee_rate"]) == (1, 0.1, 0.015)
         for ledger in ("insurance_fund", "market_pnl", "socialized"):
             assert getattr(other, ledger)("USDC") == getattr(eng, ledger)("USDC")
         assert other.plan_liquidation("carol") == eng.plan_liquidation("carol")

@@ -38,7 +38,21 @@ Mapping of the methods:
   capped by the equity left after the fill, which for a full close is exactly
   dYdX's delta, and bad debt is paid by the fund (``fund_paid``).
 
-Cases whose mechanism the engine lacks are skipped with the reason
+* Drift ``drift_spot_liquidation_size`` / spot ``drift_insurance_fund_fee``:
+  :meth:`Engine.plan_spot_liquidation` on an account that borrowed SOL (sold
+  spot) against a USDC deposit, weights from the assets' haircut and
+  ``liability_weight``, multipliers from their ``liquidator_fee``.
+* Drift perp ``drift_insurance_fund_fee``: ``fee_policy="margin_implied"``;
+  ``drift_liquidation_fee_ramp``: the fee ramp over engine-clock units since
+  :meth:`Engine.last_active` (one per slot); ``drift_spot_imf_size_weight``:
+  ``imf_factor`` and ``weight_quantum=1e-4`` of an asset.
+* dYdX ``dydx_v4_fillable_price``: ``fill_policy="fillable"``; maintenance
+  fraction and open-interest IMF: ``mm_fraction``, ``oi_lower`` / ``oi_upper``
+  and ``rate_quantum=1e-6`` of the model, the open interest as market data.
+  Inputs an engine cannot hold (a zero price, an asset weight above 1, a zero
+  multiplier) go through :mod:`marginkit.venue_formulas`, the same core formulas.
+
+Cases whose mechanism the engine lacks would be skipped with the reason
 (:data:`UNSUPPORTED`); every case of both files is either reproduced or skipped.
 """
 
@@ -67,51 +81,10 @@ DYDX = _load("dydx_v4.json")
 NOW = 1_735_776_000.0
 REL = 1e-12  # floating-point slack on top of the venue's rounding
 
-# Mechanisms the engine does not have: methodology -> reason.
-UNSUPPORTED = {
-    "drift_spot_liquidation_size":
-        "Drift spot liability transfer (a borrow repaid with a deposit at liquidation "
-        "multipliers and weights): the engine liquidates positions by trading them, it has "
-        "no spot borrow / deposit transfer between a liquidator and the account",
-    "drift_insurance_fund_fee":
-        "Drift's insurance-fund fee implied by the margin left "
-        "(min(max_if_fee, 0.95 (margin_ratio - liquidator_fee - shortage / notional))): the "
-        "engine's penalty is a fixed fee_rate on traded notional, capped by the equity left",
-    "drift_liquidation_fee_ramp":
-        "Drift's liquidation fee ramp over slots since the user was last active: the engine "
-        "has one fixed fee_rate and no notion of slots or user activity",
-    "drift_spot_imf_size_weight":
-        "Drift's IMF size weights (asset / liability weights shrinking with sqrt(size)): the "
-        "engine's collateral haircuts are marginal tiers, not an IMF size discount",
-    "dydx_v4_fillable_price":
-        "dYdX's fillable price (bankruptcy-adjusted spread to the maintenance requirement): "
-        "the engine fills liquidations at a liquidity model's price, mark -/+ (spread + "
-        "impact x size), not at a price derived from the account's TNC",
-}
+# Mechanisms the engine does not have: methodology -> reason (none left).
+UNSUPPORTED: dict[str, str] = {}
 # Cases of a supported methodology whose mechanism the engine lacks: id -> reason.
-UNSUPPORTED_CASES = {
-    "dydx_maintenance_margin_ppm_150000_800000":
-        "dYdX's maintenance fraction (MMR ppm = floor(IMF ppm x MF ppm / 1e6)): the engine "
-        "takes MM and IM rates as separate parameters, there is no fraction to derive one from",
-    "dydx_maintenance_margin_ppm_1000000_1000000":
-        "dYdX's maintenance fraction (MMR ppm = floor(IMF ppm x MF ppm / 1e6)): the engine "
-        "takes MM and IM rates as separate parameters, there is no fraction to derive one from",
-    "dydx_maintenance_margin_ppm_1000000_0":
-        "dYdX's maintenance fraction (MMR ppm = floor(IMF ppm x MF ppm / 1e6)): the engine "
-        "takes MM and IM rates as separate parameters, there is no fraction to derive one from",
-    "dydx_initial_margin_quote_quantums_oimf_half":
-        "dYdX's open-interest IMF (the initial rate raised linearly between open-interest "
-        "caps): the engine's rates do not depend on the venue's open interest",
-    "dydx_initial_margin_quote_quantums_oimf_realistic":
-        "dYdX's open-interest IMF (the initial rate raised linearly between open-interest "
-        "caps): the engine's rates do not depend on the venue's open interest",
-    "dydx_adjusted_imf_ppm_within_rounded":
-        "dYdX's open-interest IMF (the initial rate raised linearly between open-interest "
-        "caps): the engine's rates do not depend on the venue's open interest",
-    "dydx_adjusted_imf_ppm_above_upper":
-        "dYdX's open-interest IMF (the initial rate raised linearly between open-interest "
-        "caps): the engine's rates do not depend on the venue's open interest",
-}
+UNSUPPORTED_CASES: dict[str, str] = {}
 
 DRIFT_SIZE = sorted(k for k, c in DRIFT.items()
                     if c["methodology"] == "drift_perp_liquidation_size")
@@ -119,7 +92,23 @@ DYDX_BP = sorted(k for k, c in DYDX.items() if c["methodology"] == "dydx_v4_bank
 DYDX_IF = sorted(k for k, c in DYDX.items()
                  if c["methodology"] == "dydx_v4_liquidation_insurance_fund_delta")
 DYDX_IM = ["dydx_initial_margin_quote_quantums_im10_round_up_to_1"]
-REPRODUCED = set(DRIFT_SIZE) | set(DYDX_BP) | set(DYDX_IF) | set(DYDX_IM)
+
+
+def _of(cases: dict[str, dict], methodology: str) -> list[str]:
+    return sorted(k for k, c in cases.items() if c["methodology"] == methodology)
+
+
+DRIFT_SPOT = _of(DRIFT, "drift_spot_liquidation_size")
+DRIFT_IF = _of(DRIFT, "drift_insurance_fund_fee")
+DRIFT_RAMP = _of(DRIFT, "drift_liquidation_fee_ramp")
+DRIFT_WEIGHT = _of(DRIFT, "drift_spot_imf_size_weight")
+DYDX_FILL = _of(DYDX, "dydx_v4_fillable_price")
+DYDX_MF = sorted(k for k in DYDX if k.startswith("dydx_maintenance_margin_ppm_"))
+DYDX_OIMF = sorted(k for k in DYDX if k.startswith(("dydx_initial_margin_quote_quantums_oimf",
+                                                    "dydx_adjusted_imf_ppm_")))
+REPRODUCED = (set(DRIFT_SIZE) | set(DYDX_BP) | set(DYDX_IF) | set(DYDX_IM) | set(DRIFT_SPOT)
+              | set(DRIFT_IF) | set(DRIFT_RAMP) | set(DRIFT_WEIGHT) | set(DYDX_FILL)
+              | set(DYDX_MF) | set(DYDX_OIMF))
 SKIPPED = sorted(k for k, c in {**DRIFT, **DYDX}.items()
                  if c["methodology"] in UNSUPPORTED or k in UNSUPPORTED_CASES)
 
@@ -131,9 +120,12 @@ def test_every_case_is_reproduced_or_skipped_with_a_reason():
     assert {"drift_base_to_cover_margin_shortage_zero_fee",
             "drift_base_to_cover_margin_shortage_one_pct_fee"} <= set(DRIFT_SIZE)
     assert len(DYDX_BP) == 5 and len(DYDX_IF) == 4
+    assert (len(DRIFT_SPOT), len(DRIFT_IF), len(DRIFT_RAMP), len(DRIFT_WEIGHT)) == (3, 5, 1, 3)
+    assert (len(DYDX_FILL), len(DYDX_MF), len(DYDX_OIMF)) == (5, 3, 4)
 
 
-@pytest.mark.parametrize("case_id", SKIPPED)
+@pytest.mark.parametrize("case_id", SKIPPED or [pytest.param("none", marks=pytest.mark.skip(
+    reason="every case is reproduced"))])
 def test_unsupported_mechanism(case_id):
     case = {**DRIFT, **DYDX}[case_id]
     pytest.skip(UNSUPPORTED_CASES.get(case_id) or UNSUPPORTED[case["methodology"]])
@@ -231,13 +223,12 @@ def _dydx_account(case: dict, *, marks: dict | None = None) -> tuple[mk.Engine, 
     env = inp["env"]
     prices, _ = _dydx_env(case)
     tier = env["liquidity_tier"]
-    imf = tier["initial_margin_ppm"] / 1e6
-    mmf = imf * tier["maintenance_fraction_ppm"] / 1e6
     marks = marks or prices
     eng = mk.Engine()
     eng.now = NOW
     eng.add_asset("USDC", price=1.0, time=NOW)
-    eng.add_model("tier", "linear_rate", im_base=imf, im_slope=0.0, mm_base=mmf, mm_slope=0.0)
+    eng.add_model("tier", "linear_rate", im_base=tier["initial_margin_ppm"] / 1e6, im_slope=0.0,
+                  mm_fraction=tier["maintenance_fraction_ppm"] / 1e6, rate_quantum=1e-6)
     for coin in prices:
         eng.add_asset(coin, price=marks[coin], time=NOW)
         eng.add_instrument(f"{coin}-USD", kind="perpetual", underlying=coin, settle="USDC",
@@ -419,3 +410,305 @@ def test_dydx_initial_margin_rounds_up_to_one_quote_quantum(case_id):
     eng.fill("sub", "BTC-USD", notional / 50_000.0, 50_000.0, fee=0.0)
     im_qq = eng.summary("sub").im * 1e6
     assert im_qq == pytest.approx(case["expected"]["initial_margin_quote_quantums"], rel=1e-9)
+
+
+# ---- Drift: spot liquidation (liability transfer) ----------------------------------------------
+
+def _drift_spot(*, shortage: float, aw: float, am: float, lw: float, lm: float, price: float,
+                borrow: float = 1.0, asset_price: float = 1.0) -> mk.Engine:
+    """An account that borrowed ``borrow`` SOL (sold spot) against a USDC deposit,
+    weighted equity ``-shortage``: USDC weight ``aw`` (haircut ``1 - aw``),
+    liquidator fees giving the multipliers ``am = 1 + fee_usdc``, ``lm = 1 - fee_sol``."""
+    eng = mk.Engine()
+    eng.now = NOW
+    eng.add_asset("USDC", price=asset_price, time=NOW, haircuts=[(math.inf, 1.0 - aw)],
+                  liquidator_fee=am - 1.0)
+    eng.add_asset("SOL", price=price, time=NOW, liability_weight=lw, liquidator_fee=1.0 - lm)
+    eng.add_model("none", "linear_rate", im_base=0.0, im_slope=0.0, mm_base=0.0, mm_slope=0.0)
+    eng.add_instrument("SOL/USDC", kind="spot", underlying="SOL", settle="USDC", model="none")
+    eng.add_account("user", "USDC")
+    deposit_value = (lw * price * borrow - shortage) / aw  # weighted: aw D - lw p L = -shortage
+    units = deposit_value / asset_price
+    assert units > 0.0
+    # the borrow is sold (off market) for half the deposit; the rest is deposited
+    eng.deposit("user", "USDC", units / 2.0)
+    eng.fill("user", "SOL/USDC", -borrow, units / 2.0 / borrow, fee=0.0)
+    return eng
+
+
+def _spot_inputs(inp: dict) -> dict:
+    w, m = 1e4, 1e6
+    return {"aw": inp["asset_weight"] / w, "am": inp["asset_liquidation_multiplier"] / m,
+            "lw": inp["liability_weight"] / w, "lm": inp["liability_liquidation_multiplier"] / m,
+            "price": inp["liability_price"] / 1e6}
+
+
+@pytest.mark.parametrize("case_id", DRIFT_SPOT)
+def test_drift_spot_liability_transfer(case_id):
+    """Drift's liability transfer sized to cure a shortage (``shortage / (price
+    (lw - aw am / lm) - price if_fee lw)``), its "cannot cure" sentinel (u128::MAX:
+    ``inf``), and the asset handed over for a liability transfer (``liability x
+    price_l x am / (lm price_a)``), through :meth:`Engine.plan_spot_liquidation`
+    and :meth:`Engine.liquidate_spot`."""
+    case = DRIFT[case_id]
+    inp = case["inputs"]
+    want = case["expected"]
+    if "liability_transfer_token_amount" in want:
+        x = _spot_inputs(inp)
+        shortage = inp["margin_shortage_quote"] / 1e6
+        assert inp["if_liquidation_fee"] == 0
+        eng = _drift_spot(shortage=shortage, **x)
+        assert eng.summary("user").equity == pytest.approx(-shortage, rel=1e-12)
+        plan = eng.plan_spot_liquidation("user", "SOL", "USDC")
+        assert plan["shortage"] == pytest.approx(shortage, rel=1e-12)
+        assert (plan["asset_weight"], plan["liability_weight"]) == (
+            pytest.approx(x["aw"], rel=1e-12), pytest.approx(x["lw"], rel=1e-12))
+        if want["liability_transfer_token_amount"] == "u128::MAX":
+            assert plan["to_cover"] == math.inf  # no transfer can cure it
+            return
+        got = plan["to_cover"]
+        exact = shortage / (x["price"] * (x["lw"] - x["aw"] * x["am"] / x["lm"]))
+        assert got == pytest.approx(exact, rel=REL)
+        published = want["liability_transfer_token_amount"] / 10 ** inp["liability_decimals"]
+        assert got == pytest.approx(published, rel=1e-4)  # Drift truncates the weight term
+        assert plan["liability_transfer"] == pytest.approx(got, rel=REL)
+        res = eng.liquidate_spot("user", "SOL", "USDC")
+        assert res["asset_transfer"] == pytest.approx(
+            got * x["price"] * x["am"] / x["lm"], rel=REL)
+        assert eng.summary("user").equity == pytest.approx(0.0, abs=1e-9)  # cured exactly
+    else:
+        # a 1-token liability transfer for the deposit; the account is set so that
+        # the transfer that cures it is exactly the case's liability transfer
+        price_l = inp["liability_price"] / 1e6
+        price_a = inp["asset_price"] / 1e6
+        am = inp["asset_liquidation_multiplier"] / 1e6
+        lm = inp["liability_liquidation_multiplier"] / 1e6
+        borrow = inp["liability_transfer"] / 10 ** inp["liability_decimals"]
+        held = inp["asset_amount"] / 10 ** inp["asset_decimals"]
+        lw = held * price_a / (borrow * price_l) + 0.5  # in breach by half the borrow
+        eng = _drift_spot(shortage=(lw * price_l * borrow - held * price_a), aw=1.0, am=am,
+                          lw=lw, lm=lm, price=price_l, borrow=borrow, asset_price=price_a)
+        eng.set_liquidation_params(spot_dust=1.0)
+        plan = eng.plan_spot_liquidation("user", "SOL", "USDC")
+        assert plan["liability_transfer"] == pytest.approx(borrow, rel=REL)
+        got = plan["asset_transfer"] * 10 ** inp["asset_decimals"]
+        assert got == pytest.approx(want["asset_transfer"], rel=REL)
+        res = eng.liquidate_spot("user", "SOL", "USDC")
+        assert eng.balance("user", "USDC") == pytest.approx(0.0, abs=1e-9)
+        assert eng.balance("user", "SOL") == pytest.approx(0.0, abs=1e-12)
+        assert res["asset_transfer"] == plan["asset_transfer"]
+
+
+# ---- Drift: insurance-fund fee ------------------------------------------------------------
+
+def _if_ppm(rate: float) -> float:
+    return rate * 1e6
+
+
+@pytest.mark.parametrize("case_id", DRIFT_IF)
+def test_drift_insurance_fund_fee(case_id):
+    """Perpetuals: the fee policy ``margin_implied`` takes ``min(max_if_fee, 0.95 x
+    (margin_ratio - liquidator_fee - shortage / notional))`` from the account before
+    the step; spot: ``(lw - aw am / lm - shortage / liability value) / lw`` in
+    :meth:`Engine.plan_spot_liquidation`. Drift floors to 1e-6: the engine's
+    float is within one unit. Inputs an engine cannot hold (a zero price, an asset
+    weight above 1, a zero multiplier) go through :mod:`marginkit.venue_formulas`."""
+    case = DRIFT[case_id]
+    inp = case["inputs"]
+    want = case["expected"]["if_fee"]
+    vf = mk.venue_formulas
+    if "user_base_asset_amount" in inp:  # perpetual
+        mr = inp["margin_ratio"] / 1e4
+        fee = inp["liquidator_fee"] / 1e6
+        max_if = inp["max_if_fee"] / 1e6
+        shortage = inp["margin_shortage"] / 1e6
+        base = inp["user_base_asset_amount"] / 1e9
+        price = inp["oracle_price"] / 1e6 * inp["quote_oracle_price"] / 1e6
+        if price == 0.0:  # no engine has a zero price
+            assert vf.margin_implied_fee(mr, fee, shortage, 0.0, max_if) == want == 0
+            return
+        eng = _drift_account(price, mr, base, shortage, fee)
+        eng.set_liquidation_params(fee_rate=fee, fee_policy="margin_implied", max_if_fee=max_if)
+        total, if_fee = eng.liquidation_fee_rate("user", "SOL-PERP")
+        assert abs(_if_ppm(if_fee) - want) < 1.0 and total == pytest.approx(fee + if_fee)
+        assert if_fee == pytest.approx(0.95 * (mr - fee - shortage / (base * price)), rel=REL)
+        # the plan sizes the close with both fees: Drift's base to cover the shortage
+        (step,) = eng.plan_liquidation("user")["steps"]
+        assert step["if_fee_rate"] == if_fee and step["fee_rate"] == total
+        assert abs(step["qty"]) == pytest.approx(shortage / (price * (mr - total)), rel=1e-9)
+        res = eng.liquidate("user")
+        assert eng.summary("user").equity == pytest.approx(eng.summary("user").mm, rel=1e-9)
+        assert res["fees_to_fund"] == pytest.approx(total * abs(step["qty"]) * price, rel=1e-9)
+        return
+    x = _spot_inputs(inp)
+    shortage = inp["margin_shortage"] / 1e6
+    tokens = inp["token_amount"] / 10 ** inp["liability_decimals"]
+    max_if = inp["max_if_fee"] / 1e6
+    if x["aw"] > 1.0 or x["lm"] == 0.0:  # an engine's weights are <= 1, multipliers > 0
+        got = vf.spot_implied_fee(shortage, tokens * x["price"], x["aw"], x["am"], x["lw"],
+                                  x["lm"], max_if)
+        assert got == want == 0
+        return
+    eng = _drift_spot(shortage=shortage, borrow=tokens, **x)
+    eng.set_liquidation_params(fee_policy="margin_implied", max_if_fee=max_if)
+    plan = eng.plan_spot_liquidation("user", "SOL", "USDC")
+    assert 0.0 <= _if_ppm(plan["if_fee"]) - want < 1.0  # Drift floors
+    assert plan["fund_fee"] == pytest.approx(plan["liability_transfer"] * plan["if_fee"])
+    res = eng.liquidate_spot("user", "SOL", "USDC")
+    assert eng.insurance_fund("SOL") == pytest.approx(res["fund_fee"])
+    assert eng.summary("user").equity == pytest.approx(0.0, abs=1e-9)  # cured with the fee
+
+
+# ---- Drift: liquidation fee ramp --------------------------------------------------------------
+
+@pytest.mark.parametrize("case_id", DRIFT_RAMP)
+def test_drift_liquidation_fee_ramp(case_id):
+    """The fee rises by ``increase_per_slot`` per slot of inactivity once past the
+    grace period, up to the maximum; the engine counts engine-clock units (here one
+    per slot) since :meth:`Engine.last_active`."""
+    inp = DRIFT[case_id]["inputs"]
+    eng = _drift_account(100.0, 0.1, 10.0, 10.0, 0.0)
+    eng.set_liquidation_params(fee_rate=inp["base_liquidation_fee"] / 1e6,
+                               ramp_per_second=inp["increase_per_slot"] / 1e6,
+                               ramp_grace=inp["grace_period_slots"],
+                               max_fee_rate=inp["max_liquidation_fee"] / 1e6)
+    eng.set_last_active("user", NOW - (inp["current_slot"] - inp["last_active_user_slot"]))
+    total, if_fee = eng.liquidation_fee_rate("user", "SOL-PERP")
+    assert if_fee == 0.0
+    assert total * 1e6 == pytest.approx(DRIFT[case_id]["expected"]["liquidation_fee"], rel=1e-12)
+    assert eng.plan_liquidation("user")["steps"][0]["fee_rate"] == total
+    eng.set_last_active("user", NOW)  # active again: the base fee
+    assert eng.liquidation_fee_rate("user", "SOL-PERP")[0] == inp["base_liquidation_fee"] / 1e6
+
+
+# ---- Drift: IMF size weights --------------------------------------------------------------------
+
+@pytest.mark.parametrize("case_id", DRIFT_WEIGHT)
+def test_drift_imf_size_weight(case_id):
+    """A holding (or a debt) of the case's size in an asset with the case's base
+    weight and IMF factor counts at Drift's size weight; with ``weight_quantum=1e-4``
+    (Drift's weight precision) exactly its figure."""
+    case = DRIFT[case_id]
+    inp = case["inputs"]
+    size = inp["token_amount"] / 10 ** inp["token_decimals"]
+    w = inp["base_weight"] / 1e4
+    imf = inp["imf_factor"] / 1e6
+    eng = mk.Engine()
+    eng.now = NOW
+    eng.add_asset("USDC", price=1.0, time=NOW)
+    liability = inp["kind"].startswith("liability")
+    if liability:
+        eng.add_asset("TOK", price=1.0, time=NOW, liability_weight=w, imf_factor=imf,
+                      weight_quantum=1e-4)
+    else:
+        eng.add_asset("TOK", price=1.0, time=NOW, haircuts=[(math.inf, 1.0 - w)],
+                      imf_factor=imf, weight_quantum=1e-4)
+    eng.add_model("none", "linear_rate", im_base=0.0, im_slope=0.0, mm_base=0.0, mm_slope=0.0)
+    eng.add_instrument("TOK/USDC", kind="spot", underlying="TOK", settle="USDC", model="none")
+    eng.add_account("user", "USDC")
+    if liability:
+        eng.deposit("user", "USDC", 1.0)
+        eng.fill("user", "TOK/USDC", -size, 1.0, fee=0.0)  # borrow and sell
+        weight = (1.0 + size - eng.summary("user").equity) / size
+        formula = mk.venue_formulas.liability_size_weight(w, imf, size)
+    else:
+        eng.deposit("user", "TOK", size)
+        weight = eng.summary("user").equity / size
+        formula = mk.venue_formulas.asset_size_weight(w, imf, size)
+    expected = case["expected"]["weight"]
+    assert weight * 1e4 == pytest.approx(expected, rel=1e-12)
+    assert abs(formula * 1e4 - expected) < 1.0  # the unrounded weight, within Drift's digit
+
+
+# ---- dYdX: fillable price -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("case_id", DYDX_FILL)
+def test_dydx_fillable_price(case_id):
+    """``fill_policy="fillable"``: the liquidation fills at ``(PNNV - ABR x SMMR x
+    PMMR) / PS`` with ``ABR = clamp(BA (1 - TNC / TMMR), 0, 1)``, whatever the delta;
+    in quote quantums per base quantum, as an exact rational."""
+    case = DYDX[case_id]
+    inp = case["inputs"]
+    coin = inp["perpetual"]
+    eng, _ = _dydx_account(case)
+    eng.set_liquidation_params(fill_policy="fillable",
+                               bankruptcy_adjustment=inp["bankruptcy_adjustment_ppm"] / 1e6,
+                               spread_to_mm=inp["spread_to_maintenance_margin_ratio_ppm"] / 1e6)
+    _, resolution = _dydx_env(case)
+    qq = inp["env"]["usdc_quote_quantums_per_usd"]
+    want = Fraction(case["expected"]["fillable_price_quote_quantums_per_base_quantum"])
+    delta = _dydx_units(case, coin, inp["delta_quantums"])
+    for qty in (None, delta):
+        price = eng.liquidation_fill_price("sub", f"{coin}-USD", qty)
+        got = Fraction(price) * qq * Fraction(10) ** resolution[coin]
+        assert abs(got - want) <= want * Fraction(REL), (float(got), float(want))
+    plan = eng.plan_liquidation("sub")
+    for step in plan["steps"][:1]:
+        assert step["price"] == eng.liquidation_fill_price("sub", f"{coin}-USD", step["qty"])
+
+
+# ---- dYdX: liquidity tiers (maintenance fraction, open-interest IMF) ----------------------------
+
+@pytest.mark.parametrize("case_id", DYDX_MF)
+def test_dydx_maintenance_fraction(case_id):
+    """``mm_fraction`` derives the MM rate from the IM rate, rounded down to the
+    venue's ppm (``rate_quantum=1e-6``): exactly dYdX's figure; a position's MM is
+    that rate of its notional."""
+    case = DYDX[case_id]
+    inp = case["inputs"]
+    eng = mk.Engine()
+    eng.now = NOW
+    eng.add_asset("USDC", price=1.0, time=NOW, quantum=1e-6)
+    eng.add_asset("BTC", price=50_000.0, time=NOW)
+    eng.add_model("tier", "linear_rate", im_base=inp["initial_margin_ppm"] / 1e6, im_slope=0.0,
+                  mm_fraction=inp["maintenance_fraction_ppm"] / 1e6, rate_quantum=1e-6)
+    rates = eng.model_rates("tier")
+    want = case["expected"]["maintenance_margin_ppm"]
+    assert rates["mm_base"] * 1e6 == pytest.approx(want, abs=1e-9)
+    assert rates["mm_base"] <= rates["im_base"]
+    eng.add_instrument("BTC-USD", kind="perpetual", underlying="BTC", settle="USDC",
+                       model="tier", mark=50_000.0, time=NOW)
+    eng.add_account("sub", "USDC")
+    eng.deposit("sub", "USDC", 1e6)
+    eng.fill("sub", "BTC-USD", 1.0, 50_000.0, fee=0.0)
+    assert eng.summary("sub").mm == pytest.approx(50_000.0 * want / 1e6, rel=1e-12)
+
+
+@pytest.mark.parametrize("case_id", DYDX_OIMF)
+def test_dydx_open_interest_imf(case_id):
+    """Open-interest caps raise the IM rate linearly to 1 between ``oi_lower`` and
+    ``oi_upper`` with the venue's open interest (market data); the adjusted rate in
+    ppm (rounded down: ``rate_quantum=1e-6``) and the IM in quote quantums (rounded
+    up by the margin asset's quantum) are dYdX's."""
+    case = DYDX[case_id]
+    inp = case["inputs"]
+    qq = 1e6
+    price = 1.0  # an instrument at $1: contracts = USD
+    eng = mk.Engine()
+    eng.now = NOW
+    eng.add_asset("USDC", price=1.0, time=NOW, quantum=1e-6)
+    eng.add_asset("X", price=price, time=NOW)
+    eng.add_model("tier", "linear_rate", im_base=inp["initial_margin_ppm"] / 1e6, im_slope=0.0,
+                  mm_fraction=0.5, rate_quantum=1e-6, oi_lower=inp["open_interest_lower_cap"] / qq,
+                  oi_upper=inp["open_interest_upper_cap"] / qq)
+    eng.add_instrument("X-USD", kind="perpetual", underlying="X", settle="USDC", model="tier",
+                       mark=price, time=NOW)
+    oi = inp["open_interest_notional_quote_quantums"] / qq
+    eng.set_open_interest("X-USD", oi / price)
+    eng.add_account("sub", "USDC")
+    eng.deposit("sub", "USDC", 1e9)
+    want = case["expected"]
+    if "adjusted_initial_margin_ppm" in want:
+        rate = eng.initial_rate("tier", inp["initial_margin_ppm"] / 1e6, oi)
+        assert rate * 1e6 == pytest.approx(want["adjusted_initial_margin_ppm"], abs=1e-6)
+        eng.fill("sub", "X-USD", 1.0, price, fee=0.0)  # a $1 position needs the rate
+        assert eng.summary("sub").im * 1e6 == pytest.approx(want["adjusted_initial_margin_ppm"],
+                                                            abs=1e-6)
+        return
+    notional = inp["position_notional_quote_quantums"] / qq
+    eng.fill("sub", "X-USD", notional / price, price, fee=0.0)
+    im_qq = eng.summary("sub").im * qq
+    assert im_qq == pytest.approx(want["initial_margin_quote_quantums"], abs=1e-6)
+    eng.set_open_interest("X-USD", 0.0)  # below the lower cap: the base rate
+    assert eng.summary("sub").im * qq == pytest.approx(
+        math.ceil(notional * inp["initial_margin_ppm"] - 1e-9), abs=1e-6)

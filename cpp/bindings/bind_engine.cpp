@@ -80,6 +80,8 @@ py::dict plan_dict(const LiquidationPlan& p) {
     st["qty"] = s.qty;
     st["price"] = s.price;
     st["penalty"] = s.penalty;
+    st["fee_rate"] = s.fee_rate;
+    st["if_fee_rate"] = s.if_fee_rate;
     st["slippage"] = s.slippage;
     st["released"] = s.released;
     st["score"] = s.score;
@@ -93,6 +95,34 @@ py::dict plan_dict(const LiquidationPlan& p) {
 MarginModel named(const std::string& name, MarginModel m) {
   m.name = name;
   return m;
+}
+
+// The venue mechanisms of linear_rate and tiered models (margin.hpp).
+MarginModel with_rates(MarginModel m, double mm_fraction, double rate_quantum, double oi_lower,
+                       double oi_upper) {
+  m.mm_fraction = mm_fraction;
+  m.rate_quantum = rate_quantum;
+  m.oi_lower = oi_lower;
+  m.oi_upper = oi_upper;
+  return m;
+}
+
+py::dict spot_dict(const SpotLiquidation& s) {
+  py::dict d;
+  d["account"] = s.account;
+  d["liability"] = s.liability;
+  d["asset"] = s.asset;
+  d["shortage"] = s.shortage;
+  d["asset_weight"] = s.asset_weight;
+  d["liability_weight"] = s.liability_weight;
+  d["asset_multiplier"] = s.asset_multiplier;
+  d["liability_multiplier"] = s.liability_multiplier;
+  d["if_fee"] = s.if_fee;
+  d["to_cover"] = s.to_cover;
+  d["liability_transfer"] = s.liability_transfer;
+  d["asset_transfer"] = s.asset_transfer;
+  d["fund_fee"] = s.fund_fee;
+  return d;
 }
 
 }  // namespace
@@ -134,28 +164,75 @@ void register_engine(py::module_& m) {
       .def(py::init<>())
       .def("add_asset",
            [](Engine& e, const std::string& name, const std::vector<double>& upto,
-              const std::vector<double>& haircut, double quantum) {
+              const std::vector<double>& haircut, double quantum, double liability_weight,
+              double imf_factor, double weight_quantum, double liquidator_fee) {
              if (upto.size() != haircut.size()) {
                throw py::value_error("haircut tiers: upto and haircut lengths differ");
              }
              AssetSpec s;
              s.name = name;
              s.quantum = quantum;
+             s.weights = AssetWeights{liability_weight, imf_factor, weight_quantum};
+             s.liquidator_fee = liquidator_fee;
              for (std::size_t i = 0; i < upto.size(); ++i) s.tiers.push_back({upto[i], haircut[i]});
              return guarded([&] { return e.add_asset(s); });
            })
       .def("add_model_linear_rate",
-           [](Engine& e, const std::string& name, double a, double b, double c, double d) {
-             return guarded([&] { return e.add_model(named(name, linear_rate(a, b, c, d))); });
+           [](Engine& e, const std::string& name, double a, double b, double c, double d,
+              double mm_fraction, double rate_quantum, double oi_lower, double oi_upper) {
+             return guarded([&] {
+               return e.add_model(named(name, with_rates(linear_rate(a, b, c, d), mm_fraction,
+                                                         rate_quantum, oi_lower, oi_upper)));
+             });
            })
       .def("add_model_tiered",
            [](Engine& e, const std::string& name, const std::vector<double>& floors,
               const std::vector<double>& mmr, const std::vector<double>& imr,
-              bool value_at_entry) {
+              bool value_at_entry, double mm_fraction, double rate_quantum, double oi_lower,
+              double oi_upper) {
              return guarded([&] {
-               return e.add_model(named(name, tiered(floors, mmr, imr, value_at_entry)));
+               return e.add_model(named(name, with_rates(tiered(floors, mmr, imr, value_at_entry),
+                                                         mm_fraction, rate_quantum, oi_lower,
+                                                         oi_upper)));
              });
            })
+      .def("model_rates",
+           [](const Engine& e, int id) {
+             return guarded([&] {
+               const MarginModel& m = e.model(id);
+               py::dict d;
+               d["im_base"] = m.im_base;
+               d["im_slope"] = m.im_slope;
+               d["mm_base"] = m.mm_base;
+               d["mm_slope"] = m.mm_slope;
+               std::vector<double> mmr, imr;
+               for (const auto& b : m.brackets) {
+                 mmr.push_back(b.mmr);
+                 imr.push_back(b.imr);
+               }
+               d["bracket_mmr"] = mmr;
+               d["bracket_imr"] = imr;
+               d["mm_fraction"] = m.mm_fraction;
+               d["rate_quantum"] = m.rate_quantum;
+               d["oi_lower"] = m.oi_lower;
+               d["oi_upper"] = m.oi_upper;
+               return d;
+             });
+           })
+      .def("oi_adjusted_rate",
+           [](const Engine& e, int id, double rate, double oi_notional) {
+             return guarded([&] { return oi_adjusted_rate(e.model(id), rate, oi_notional); });
+           })
+      .def("set_open_interest", [](Engine& e, int i, double contracts) {
+        guarded([&] { e.set_open_interest(i, contracts); });
+      })
+      .def("open_interest",
+           [](const Engine& e, int i) { return guarded([&] { return e.open_interest(i); }); })
+      .def("set_last_active", [](Engine& e, int a, double time) {
+        guarded([&] { e.set_last_active(a, time); });
+      })
+      .def("last_active",
+           [](const Engine& e, int a) { return guarded([&] { return e.last_active(a); }); })
       .def("add_model_option_standard",
            [](Engine& e, const std::string& name, double im_otm, double im_min, double mm,
               double call, double put, double fee) {
@@ -469,18 +546,70 @@ void register_engine(py::module_& m) {
           return py::make_tuple(l.spread, l.impact, l.max_step);
         });
       })
-      .def("set_liquidation_params", [](Engine& e, int target, double buffer, double fee_rate) {
-        guarded([&] {
-          if (target != 0 && target != 1) {
-            throw std::invalid_argument("target must be maintenance or initial");
-          }
-          e.set_liquidation_params(
-              LiquidationParams{static_cast<LiquidationTarget>(target), buffer, fee_rate});
-        });
-      })
+      .def("set_liquidation_params",
+           [](Engine& e, int target, double buffer, double fee_rate, int fee_policy,
+              double max_if_fee, double if_factor, double ramp_per_second, double ramp_grace,
+              double max_fee_rate, int fill_policy, double bankruptcy_adjustment,
+              double spread_to_mm, double spot_dust) {
+             guarded([&] {
+               if (target != 0 && target != 1) {
+                 throw std::invalid_argument("target must be maintenance or initial");
+               }
+               if (fee_policy != 0 && fee_policy != 1) {
+                 throw std::invalid_argument("fee policy must be fixed or margin_implied");
+               }
+               if (fill_policy != 0 && fill_policy != 1) {
+                 throw std::invalid_argument("fill policy must be liquidity or fillable");
+               }
+               LiquidationParams p;
+               p.target = static_cast<LiquidationTarget>(target);
+               p.buffer = buffer;
+               p.fee_rate = fee_rate;
+               p.fee_policy = static_cast<FeePolicy>(fee_policy);
+               p.max_if_fee = max_if_fee;
+               p.if_factor = if_factor;
+               p.ramp_per_second = ramp_per_second;
+               p.ramp_grace = ramp_grace;
+               p.max_fee_rate = max_fee_rate;
+               p.fill_policy = static_cast<FillPolicy>(fill_policy);
+               p.bankruptcy_adjustment = bankruptcy_adjustment;
+               p.spread_to_mm = spread_to_mm;
+               p.spot_dust = spot_dust;
+               e.set_liquidation_params(p);
+             });
+           })
       .def("liquidation_params", [](const Engine& e) {
         const auto& p = e.liquidation_params();
-        return py::make_tuple(static_cast<int>(p.target), p.buffer, p.fee_rate);
+        py::dict d;
+        d["target"] = static_cast<int>(p.target);
+        d["buffer"] = p.buffer;
+        d["fee_rate"] = p.fee_rate;
+        d["fee_policy"] = static_cast<int>(p.fee_policy);
+        d["max_if_fee"] = p.max_if_fee;
+        d["if_factor"] = p.if_factor;
+        d["ramp_per_second"] = p.ramp_per_second;
+        d["ramp_grace"] = p.ramp_grace;
+        d["max_fee_rate"] = p.max_fee_rate;
+        d["fill_policy"] = static_cast<int>(p.fill_policy);
+        d["bankruptcy_adjustment"] = p.bankruptcy_adjustment;
+        d["spread_to_mm"] = p.spread_to_mm;
+        d["spot_dust"] = p.spot_dust;
+        return d;
+      })
+      .def("liquidation_fill_price", [](Engine& e, int a, int i, double qty) {
+        return guarded([&] { return e.liquidation_fill_price(a, i, qty); });
+      })
+      .def("liquidation_fee_rate", [](Engine& e, int a, int i) {
+        return guarded([&] {
+          const auto r = e.liquidation_fee_rate(a, i);
+          return py::make_tuple(r.first, r.second);
+        });
+      })
+      .def("plan_spot_liquidation", [](Engine& e, int a, int liability, int asset) {
+        return guarded([&] { return spot_dict(e.plan_spot_liquidation(a, liability, asset)); });
+      })
+      .def("liquidate_spot", [](Engine& e, int a, int liability, int asset) {
+        return guarded([&] { return spot_dict(e.liquidate_spot(a, liability, asset)); });
       })
       .def("fund_insurance", [](Engine& e, int asset, double amount) {
         guarded([&] {

@@ -20,6 +20,7 @@ void register_pricing(py::module_& m);
 void register_engine(py::module_& m);
 void register_scenarios(py::module_& m);
 void register_derive(py::module_& m);
+void register_liquidation(py::module_& m);
 
 using f64_array = py::array_t<double, py::array::c_style>;
 using i8_array = py::array_t<std::int8_t, py::array::c_style>;

@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m) {
   marginkit::bindings::register_engine(m);
   marginkit::bindings::register_scenarios(m);
   marginkit::bindings::register_derive(m);
+  marginkit::bindings::register_liquidation(m);
 }

@@ -68,6 +68,19 @@ int Engine::add_asset(const AssetSpec& spec) {
   if (!(std::isfinite(spec.quantum) && spec.quantum >= 0.0)) {
     bad("asset '" + spec.name + "': quantum must be finite and >= 0");
   }
+  const AssetWeights& w = spec.weights;
+  if (!(std::isfinite(w.liability_weight) && w.liability_weight >= 1.0)) {
+    bad("asset '" + spec.name + "': liability_weight must be finite and >= 1");
+  }
+  if (!(std::isfinite(w.imf_factor) && w.imf_factor >= 0.0)) {
+    bad("asset '" + spec.name + "': imf_factor must be finite and >= 0");
+  }
+  if (!(std::isfinite(w.weight_quantum) && w.weight_quantum >= 0.0 && w.weight_quantum < 1.0)) {
+    bad("asset '" + spec.name + "': weight_quantum must be in [0, 1)");
+  }
+  if (!(spec.liquidator_fee >= 0.0 && spec.liquidator_fee < 1.0)) {
+    bad("asset '" + spec.name + "': liquidator_fee must be in [0, 1)");
+  }
   Asset a;
   a.spec = spec;
   if (a.spec.tiers.empty()) a.spec.tiers.push_back(HaircutTier{kInf, 0.0});
@@ -123,6 +136,7 @@ int Engine::add_instrument(const InstrumentSpec& spec) {
   marks_.emplace_back();
   vols_.push_back(std::numeric_limits<double>::quiet_NaN());
   liquidity_.emplace_back();
+  open_interest_.push_back(0.0);
   const int id = static_cast<int>(instruments_.size()) - 1;
   instrument_ids_[spec.name] = id;
   return id;
@@ -136,6 +150,7 @@ int Engine::add_account(const std::string& name, int margin_asset) {
   a.name = name;
   a.margin_asset = margin_asset;
   a.balances.assign(assets_.size(), 0.0);
+  a.last_active = now_;
   accounts_.push_back(std::move(a));
   const int id = static_cast<int>(accounts_.size()) - 1;
   account_ids_[name] = id;
@@ -266,6 +281,21 @@ bool Engine::set_vol(int instrument, double vol, double time) {
   return true;
 }
 
+void Engine::set_open_interest(int instrument, double contracts) {
+  const InstrumentSpec& in = instr(instrument);
+  if (!(std::isfinite(contracts) && contracts >= 0.0)) {
+    bad("open interest of '" + in.name + "' must be finite and >= 0");
+  }
+  if (open_interest_[instrument] != contracts) ++stamp_;
+  open_interest_[instrument] = contracts;
+}
+
+void Engine::set_last_active(int account, double time) {
+  Account& a = acct(account);
+  if (std::isnan(time)) bad("time must not be NaN");
+  a.last_active = time;
+}
+
 void Engine::set_thresholds(const Thresholds& t) {
   if (!(t.warning >= t.reduce_only && t.reduce_only >= t.liquidation && t.liquidation > 0.0 &&
         std::isfinite(t.warning))) {
@@ -288,8 +318,10 @@ double Engine::to_margin(const Account& a, int settle) const noexcept {
 Engine::Contribution Engine::contribution_at(const InstrumentSpec& in, double size, double bids,
                                              double asks, double entry, double mark,
                                              double index, double f) const noexcept {
-  const Requirement r =
-      requirement_with_orders(models_[in.model], in.terms, size, bids, asks, mark, index, entry);
+  const std::size_t id = static_cast<std::size_t>(&in - instruments_.data());
+  const double oi = id < open_interest_.size() ? open_interest_[id] : 0.0;
+  const Requirement r = requirement_with_orders(models_[in.model], in.terms, size, bids, asks,
+                                                mark, index, entry, oi);
   return {r.im * f, r.mm * f, equity_of(in, size, entry, mark) * f};
 }
 
@@ -315,7 +347,7 @@ double Engine::collateral_of(const Account& a, double* oldest) const noexcept {
   for (std::size_t i = 0; i < a.balances.size(); ++i) {
     const double b = a.balances[i];
     if (b == 0.0) continue;
-    value += collateral_value(assets_[i].spec.tiers, b, assets_[i].price);
+    value += asset_value(static_cast<int>(i), b, assets_[i].price);
     if (oldest) *oldest = std::min(*oldest, assets_[i].time);
   }
   return value / assets_[a.margin_asset].price;
@@ -488,6 +520,7 @@ void Engine::deposit(int account, int asset, double amount) {
   check_asset(asset);
   if (!positive(amount)) bad("deposit amount must be finite and > 0");
   a.balances[asset] += amount;
+  a.last_active = std::max(a.last_active, now_);
   touch(a);
 }
 
@@ -500,14 +533,14 @@ Reason Engine::withdraw(int account, int asset, double amount) {
   refresh(a);
   if (!a.priced || !std::isfinite(assets_[asset].price)) return Reason::no_price;
   const double before = a.balances[asset];
-  const auto& tiers = assets_[asset].spec.tiers;
-  const double d_cv = collateral_value(tiers, before - amount, assets_[asset].price) -
-                      collateral_value(tiers, before, assets_[asset].price);
+  const double d_cv = asset_value(asset, before - amount, assets_[asset].price) -
+                      asset_value(asset, before, assets_[asset].price);
   const double q = quantum(a);
   const double equity_after =
       round_down(a.collateral + d_cv / assets_[a.margin_asset].price + a.sum_pos_equity, q);
   if (equity_after - round_up(a.sum_im, q) < 0.0) return Reason::insufficient_margin;
   a.balances[asset] = before - amount;
+  a.last_active = std::max(a.last_active, now_);
   touch(a);
   return Reason::ok;
 }
@@ -544,9 +577,8 @@ Reason Engine::transfer(int from, int to, double amount) {
   refresh(a);
   if (!a.priced) return Reason::no_price;
   const double q = quantum(a);
-  const auto& tiers = assets_[asset].spec.tiers;
-  const double d_cv = collateral_value(tiers, a.balances[asset] - amount, assets_[asset].price) -
-                      collateral_value(tiers, a.balances[asset], assets_[asset].price);
+  const double d_cv = asset_value(asset, a.balances[asset] - amount, assets_[asset].price) -
+                      asset_value(asset, a.balances[asset], assets_[asset].price);
   const double equity_after =
       round_down(a.collateral + d_cv / assets_[asset].price + a.sum_pos_equity, q);
   if (equity_after - round_up(a.sum_im, q) < 0.0) return Reason::insufficient_margin;
@@ -727,6 +759,7 @@ void Engine::fill(int account, int instrument, double qty, double price, double 
     a.balances[in.settle] += fill_cash(a, in, p, qty, price) - fee;
     drop_empty(a);
   }
+  a.last_active = std::max(a.last_active, now_);
   touch(a);
 }
 
@@ -743,6 +776,7 @@ std::int64_t Engine::place_order(int account, int instrument, double qty, double
   (qty > 0 ? p.bids : p.asks) += std::fabs(qty);
   const std::int64_t id = next_order_++;
   orders_[id] = Order{account, instrument, qty, price};
+  a.last_active = std::max(a.last_active, now_);
   touch(a);
   return id;
 }
@@ -851,7 +885,7 @@ Engine::LiquidationPrices Engine::liquidation_prices(int account, int underlying
     double value = 0.0;
     for (std::size_t i = 0; i < a.balances.size(); ++i) {
       if (a.balances[i] != 0.0) {
-        value += collateral_value(assets_[i].spec.tiers, a.balances[i], price_of(static_cast<int>(i)));
+        value += asset_value(static_cast<int>(i), a.balances[i], price_of(static_cast<int>(i)));
       }
     }
     double equity = value / margin_price, mm = 0.0;
@@ -926,9 +960,8 @@ Engine::TradeEffect Engine::trade_effect(Account& a, const InstrumentSpec& in, i
   const double cs = in.terms.contract_size;
   const double mp = assets_[a.margin_asset].price;
   auto cv_delta = [&](int asset, double amount) {
-    const auto& tiers = assets_[asset].spec.tiers;
     const double b = a.balances[asset], px = assets_[asset].price;
-    return (collateral_value(tiers, b + amount, px) - collateral_value(tiers, b, px)) / mp;
+    return (asset_value(asset, b + amount, px) - asset_value(asset, b, px)) / mp;
   };
   TradeEffect t;
   if (in.kind == InstrumentKind::spot) {

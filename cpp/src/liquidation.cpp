@@ -6,6 +6,7 @@
 #include <limits>
 #include <mutex>
 #include <stdexcept>
+#include <tuple>
 
 #include "marginkit/engine.hpp"
 #include "marginkit/parallel.hpp"
@@ -29,6 +30,55 @@ std::string fmt(const char* f, double a, double b = 0.0, double c = 0.0) {
 
 }  // namespace
 
+// ---- venue formulas ----------------------------------------------------------------
+
+double margin_implied_fee(double mm_rate, double liquidator_fee, double shortage,
+                          double notional, double max_fee, double factor) noexcept {
+  if (!(notional > 0.0) || !(mm_rate > liquidator_fee) || !std::isfinite(notional)) return 0.0;
+  const double implied = factor * (mm_rate - liquidator_fee - std::max(0.0, shortage) / notional);
+  return std::isfinite(implied) ? std::clamp(implied, 0.0, std::max(0.0, max_fee)) : 0.0;
+}
+
+double spot_implied_fee(double shortage, double liability_value, double asset_weight,
+                        double asset_multiplier, double liability_weight,
+                        double liability_multiplier, double max_fee) noexcept {
+  if (asset_weight >= liability_weight || !(liability_value > 0.0) ||
+      !(liability_multiplier > 0.0) || !(liability_weight > 0.0)) {
+    return 0.0;
+  }
+  const double implied = (liability_weight - asset_weight * asset_multiplier / liability_multiplier -
+                          std::max(0.0, shortage) / liability_value) /
+                         liability_weight;
+  return std::isfinite(implied) ? std::clamp(implied, 0.0, std::max(0.0, max_fee)) : 0.0;
+}
+
+double liability_transfer_to_cover(double shortage, double liability_price,
+                                   double liability_weight, double asset_weight,
+                                   double asset_multiplier, double liability_multiplier,
+                                   double if_fee) noexcept {
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  if (!(liability_multiplier > 0.0) || !(liability_price > 0.0)) return inf;
+  const double asset_part = asset_weight * asset_multiplier / liability_multiplier;
+  if (!(asset_part < liability_weight)) return inf;  // the transfer cannot help
+  const double per_unit = liability_price * (liability_weight - asset_part) -
+                          liability_price * if_fee * liability_weight;
+  if (!(per_unit > 0.0)) return inf;
+  return std::max(0.0, shortage) / per_unit;
+}
+
+double ramped_fee(double base, double max_fee, double inactive, double grace,
+                  double per_unit) noexcept {
+  if (!(per_unit > 0.0) || !(inactive >= grace)) return base;
+  return std::min(base + inactive * per_unit, std::max(base, max_fee));
+}
+
+double fillable_adjustment(double tnc, double tmmr, double position_mm, double ba,
+                           double spread_to_mm) noexcept {
+  if (!(tmmr > 0.0) || !(position_mm > 0.0)) return 0.0;
+  const double abr = std::clamp(ba * (1.0 - tnc / tmmr), 0.0, 1.0);
+  return std::isfinite(abr) ? abr * spread_to_mm * position_mm : 0.0;
+}
+
 // ---- parameters and ledgers -------------------------------------------------------
 
 void Engine::set_liquidity(int instrument, const LiquidityModel& model) {
@@ -47,6 +97,25 @@ void Engine::set_liquidation_params(const LiquidationParams& p) {
   if (!finite_nonneg(p.buffer) || !finite_nonneg(p.fee_rate) || p.fee_rate >= 1.0) {
     bad("liquidation buffer >= 0 and fee_rate in [0, 1)");
   }
+  if (p.fee_policy != FeePolicy::fixed && p.fee_policy != FeePolicy::margin_implied) {
+    bad("fee policy must be fixed or margin_implied");
+  }
+  if (!finite_nonneg(p.max_if_fee) || p.max_if_fee >= 1.0 || !finite_nonneg(p.if_factor) ||
+      p.if_factor > 1.0) {
+    bad("max_if_fee in [0, 1) and if_factor in [0, 1]");
+  }
+  if (!finite_nonneg(p.ramp_per_second) || !finite_nonneg(p.ramp_grace) ||
+      !finite_nonneg(p.max_fee_rate) || p.max_fee_rate >= 1.0) {
+    bad("ramp_per_second, ramp_grace >= 0 and max_fee_rate in [0, 1)");
+  }
+  if (p.fill_policy != FillPolicy::liquidity && p.fill_policy != FillPolicy::fillable) {
+    bad("fill policy must be liquidity or fillable");
+  }
+  if (!finite_nonneg(p.bankruptcy_adjustment) || !finite_nonneg(p.spread_to_mm) ||
+      p.spread_to_mm > 1.0) {
+    bad("bankruptcy_adjustment >= 0 and spread_to_mm in [0, 1]");
+  }
+  if (!finite_nonneg(p.spot_dust)) bad("spot_dust must be finite and >= 0");
   liq_ = p;
 }
 
@@ -162,9 +231,76 @@ namespace {
 double closing(double q, double x) { return q > 0.0 ? -x : x; }
 }  // namespace
 
-double Engine::liquidation_fee(const InstrumentSpec& in, double x, double price) const noexcept {
-  return liq_.fee_rate * x * in.terms.contract_size *
+double Engine::liquidation_fee(const InstrumentSpec& in, double x, double price,
+                               double rate) const noexcept {
+  return rate * x * in.terms.contract_size *
          (in.terms.inverse && in.kind != InstrumentKind::option ? 1.0 / price : price);
+}
+
+namespace {
+// The position of an account in an instrument (nullptr: none).
+const Position* position_in(const std::vector<Position>& ps, int instrument) {
+  for (const Position& p : ps) {
+    if (p.instrument == instrument && p.size != 0.0) return &p;
+  }
+  return nullptr;
+}
+}  // namespace
+
+std::pair<double, double> Engine::penalty_rates(Account& a, int instrument) {
+  const double base = ramped_fee(liq_.fee_rate, liq_.max_fee_rate, now_ - a.last_active,
+                                 liq_.ramp_grace, liq_.ramp_per_second);
+  if (liq_.fee_policy != FeePolicy::margin_implied) return {base, 0.0};
+  const Position* p = position_in(a.positions, instrument);
+  if (!p) return {base, 0.0};
+  refresh(a);
+  const InstrumentSpec& in = instruments_[instrument];
+  const Contribution c = contribution(a, in, p->size, 0.0, 0.0, p->entry);
+  const double mark = marks_[instrument].value;
+  const double notional = std::fabs(p->size) * in.terms.contract_size *
+                          (in.terms.inverse && in.kind != InstrumentKind::option ? 1.0 / mark
+                                                                                 : mark) *
+                          to_margin(a, in.settle);
+  const double shortage = std::max(0.0, a.sum_mm - (a.collateral + a.sum_pos_equity));
+  const double mm_rate = notional > 0.0 ? c.mm / notional : 0.0;
+  const double if_fee =
+      margin_implied_fee(mm_rate, base, shortage, notional, liq_.max_if_fee, liq_.if_factor);
+  return {base + if_fee, if_fee};
+}
+
+double Engine::fill_price(Account& a, int instrument, double qty) {
+  if (liq_.fill_policy != FillPolicy::fillable) return exec_price(instrument, qty);
+  const double mark = marks_[instrument].value;
+  const Position* p = position_in(a.positions, instrument);
+  if (!p) return mark;
+  refresh(a);
+  const InstrumentSpec& in = instruments_[instrument];
+  const Contribution c = contribution(a, in, p->size, 0.0, 0.0, p->entry);
+  const double notional = std::fabs(p->size) * in.terms.contract_size *
+                          (in.terms.inverse && in.kind != InstrumentKind::option ? 1.0 / mark
+                                                                                 : mark) *
+                          to_margin(a, in.settle);
+  if (!(notional > 0.0)) return mark;
+  const double adj = fillable_adjustment(a.collateral + a.sum_pos_equity, a.sum_mm, c.mm,
+                                         liq_.bankruptcy_adjustment, liq_.spread_to_mm);
+  const double frac = std::min(adj / notional, 0.999999);
+  return qty < 0.0 ? mark * (1.0 - frac) : mark * (1.0 + frac);
+}
+
+double Engine::liquidation_fill_price(int account, int instrument, double qty) {
+  Account& a = acct(account);
+  instr(instrument);
+  if (!std::isfinite(qty)) bad("qty must be finite");
+  const Position* p = position_in(a.positions, instrument);
+  if (!p) return kNaN;
+  if (qty == 0.0) qty = -p->size;
+  return fill_price(a, instrument, qty);
+}
+
+std::pair<double, double> Engine::liquidation_fee_rate(int account, int instrument) {
+  Account& a = acct(account);
+  instr(instrument);
+  return penalty_rates(a, instrument);
 }
 
 // One liquidation fill on an account, exactly as execution will do it: the fill
@@ -172,12 +308,13 @@ double Engine::liquidation_fee(const InstrumentSpec& in, double x, double price)
 // never takes equity below zero. Returns the penalty in the margin asset.
 double Engine::liquidation_fill(Account& a, int instrument, double qty, bool to_fund) {
   const InstrumentSpec& in = instruments_[instrument];
-  const double px = exec_price(instrument, qty);
+  const double px = fill_price(a, instrument, qty);
+  const double rate = penalty_rates(a, instrument).first;
   refresh(a);
   const double e0 = a.collateral + a.sum_pos_equity;
   const double free = trade_effect(a, in, instrument, qty, px, 0.0).d_equity;
   const double f = to_margin(a, in.settle);
-  const double fee = std::min(liquidation_fee(in, std::fabs(qty), px) * f,
+  const double fee = std::min(liquidation_fee(in, std::fabs(qty), px, rate) * f,
                               std::max(0.0, e0 + free));
   apply_trade(a, in, instrument, qty, px, fee / f, to_fund);
   a.stamp = 0;
@@ -285,7 +422,8 @@ LiquidationPlan Engine::plan_liquidation(int account) {
     LiquidationStep st;
     st.instrument = best.instrument;
     st.qty = closing(best.q, x);
-    st.price = exec_price(best.instrument, st.qty);
+    st.price = fill_price(sim, best.instrument, st.qty);
+    std::tie(st.fee_rate, st.if_fee_rate) = penalty_rates(sim, best.instrument);
     Account next = sim;
     const InstrumentSpec& in = instruments_[best.instrument];
     st.slippage = std::max(
@@ -316,7 +454,8 @@ LiquidationPlan Engine::plan_liquidation(int account) {
       st.kind = x >= std::fabs(p.size) ? "close" : "reduce";
       st.instrument = p.instrument;
       st.qty = closing(p.size, x);
-      st.price = exec_price(p.instrument, st.qty);
+      st.price = fill_price(sim, p.instrument, st.qty);
+      std::tie(st.fee_rate, st.if_fee_rate) = penalty_rates(sim, p.instrument);
       const double req0 = liquidation_requirement(sim);
       st.slippage = std::max(0.0, -trade_effect(sim, instruments_[p.instrument], p.instrument,
                                                 st.qty, st.price, 0.0).d_equity);
@@ -334,6 +473,64 @@ LiquidationPlan Engine::plan_liquidation(int account) {
   plan.requirement_after = liquidation_requirement(sim);
   plan.restored = gap_of(sim) >= 0.0 || sim.positions.empty();
   return plan;
+}
+
+// ---- spot liquidation: liability transfer ---------------------------------------------
+
+SpotLiquidation Engine::plan_spot_liquidation(int account, int liability, int asset) {
+  Account& a = acct(account);
+  check_asset(liability);
+  check_asset(asset);
+  if (liability == asset) bad("the liability and the asset must differ");
+  SpotLiquidation s;
+  s.account = account;
+  s.liability = liability;
+  s.asset = asset;
+  const double borrow = -a.balances[liability], held = a.balances[asset];
+  const double pl = assets_[liability].price, pa = assets_[asset].price;
+  if (!(borrow > 0.0) || !(held > 0.0)) return s;  // nothing to transfer
+  if (!(pl > 0.0) || !(pa > 0.0)) bad("the liability and the asset need prices");
+  refresh(a);
+  const double mp = assets_[a.margin_asset].price;
+  s.shortage = std::max(0.0, (liquidation_target(a) -
+                              round_down(a.collateral + a.sum_pos_equity, quantum(a))) * mp);
+  // Weights at the holdings (the average weight, exact for flat weights).
+  s.liability_weight = -asset_value(liability, -borrow, pl) / (borrow * pl);
+  s.asset_weight = asset_value(asset, held, pa) / (held * pa);
+  s.asset_multiplier = 1.0 + assets_[asset].spec.liquidator_fee;
+  s.liability_multiplier = 1.0 - assets_[liability].spec.liquidator_fee;
+  if (liq_.fee_policy == FeePolicy::margin_implied) {
+    s.if_fee = spot_implied_fee(s.shortage, borrow * pl, s.asset_weight, s.asset_multiplier,
+                                s.liability_weight, s.liability_multiplier, liq_.max_if_fee);
+  }
+  if (!(s.shortage > 0.0)) return s;
+  s.to_cover = liability_transfer_to_cover(s.shortage, pl, s.liability_weight, s.asset_weight,
+                                           s.asset_multiplier, s.liability_multiplier, s.if_fee);
+  // Units of the asset paid per unit of liability taken over.
+  const double rate = pl * s.asset_multiplier / (s.liability_multiplier * pa);
+  s.liability_transfer = std::min({s.to_cover, borrow, held / rate});
+  s.asset_transfer = std::min(held, s.liability_transfer * rate);
+  if (held - s.asset_transfer < held * 1e-12 ||
+      (held - s.asset_transfer) * pa < liq_.spot_dust) {
+    s.asset_transfer = held;  // dust is handed over with the rest
+  }
+  s.fund_fee = s.liability_transfer * s.if_fee;
+  return s;
+}
+
+SpotLiquidation Engine::liquidate_spot(int account, int liability, int asset) {
+  SpotLiquidation s = plan_spot_liquidation(account, liability, asset);
+  if (!(s.liability_transfer > 0.0)) return s;
+  Account& a = accounts_[account];
+  const double pl = assets_[liability].price, pa = assets_[asset].price;
+  const double mp = assets_[a.margin_asset].price;
+  a.balances[liability] += s.liability_transfer - s.fund_fee;
+  a.balances[asset] -= s.asset_transfer;
+  fund_[liability] += s.fund_fee;
+  // The liquidator took on the debt and received the deposit: its gain at the prices.
+  market_pnl_[a.margin_asset] += (s.asset_transfer * pa - s.liability_transfer * pl) / mp;
+  touch(a);
+  return s;
 }
 
 // ---- auto-deleveraging ----------------------------------------------------------------
@@ -416,7 +613,7 @@ LiquidationResult Engine::execute_plan(LiquidationPlan plan) {
     const double qty = st.qty > 0.0 ? std::min(st.qty, -held) : std::max(st.qty, -held);
     refresh(a);
     const double e0 = a.collateral + a.sum_pos_equity;
-    const double free = trade_effect(a, in, st.instrument, qty, exec_price(st.instrument, qty),
+    const double free = trade_effect(a, in, st.instrument, qty, fill_price(a, st.instrument, qty),
                                      0.0).d_equity;
     const double deficit = -(e0 + free);  // bad debt a market fill would leave
     const int side = qty < 0.0 ? 1 : -1;  // the side being closed
@@ -453,7 +650,7 @@ LiquidationResult Engine::execute_plan(LiquidationPlan plan) {
       const double q_mkt = side > 0 ? -left : left;
       refresh(a);
       const double gain = -trade_effect(a, in, st.instrument, q_mkt,
-                                        exec_price(st.instrument, q_mkt), 0.0).d_equity;
+                                        fill_price(a, st.instrument, q_mkt), 0.0).d_equity;
       res.fees_to_fund += liquidation_fill(a, st.instrument, q_mkt, true);
       market_pnl_[margin] += gain;  // the market's gain against the mark
       res.market_fills.emplace_back(st.instrument, q_mkt);

@@ -55,6 +55,21 @@ Requirement option_standard(const MarginModel& m, const InstrumentTerms& t, doub
 }  // namespace
 
 void MarginModel::finalize() {
+  const bool rates = kind == ModelKind::linear_rate || kind == ModelKind::tiered;
+  require(finite_nonneg(rate_quantum) && rate_quantum < 1.0, "rate_quantum must be in [0, 1)");
+  require(mm_fraction < 0.0 || (std::isfinite(mm_fraction) && mm_fraction <= 1.0),
+          "mm_fraction must be in [0, 1] (or < 0: MM rates given)");
+  require(finite_nonneg(oi_lower) && finite_nonneg(oi_upper) &&
+              (oi_upper == 0.0 || oi_upper > oi_lower),
+          "open-interest caps: finite, >= 0, oi_upper > oi_lower (oi_upper = 0: off)");
+  require(rates || (mm_fraction < 0.0 && oi_upper == 0.0),
+          "mm_fraction and open-interest caps apply to linear_rate and tiered models");
+  if (mm_fraction >= 0.0) {  // MM derived from IM (dYdX: floor(IMF ppm x MF ppm / 1e6))
+    auto derive = [&](double im_rate) { return round_down(im_rate * mm_fraction, rate_quantum); };
+    mm_base = derive(im_base);
+    mm_slope = derive(im_slope);
+    for (auto& b : brackets) b.mmr = derive(b.imr);
+  }
   switch (kind) {
     case ModelKind::linear_rate:
       require(finite_nonneg(im_base) && finite_nonneg(im_slope) && finite_nonneg(mm_base) &&
@@ -95,21 +110,34 @@ void MarginModel::finalize() {
   }
 }
 
+double oi_adjusted_rate(const MarginModel& m, double rate, double oi_notional) noexcept {
+  if (!(m.oi_upper > 0.0) || !(oi_notional > m.oi_lower)) return rate;
+  if (oi_notional >= m.oi_upper) return std::max(rate, 1.0);
+  const double frac = (oi_notional - m.oi_lower) / (m.oi_upper - m.oi_lower);
+  const double increase = round_down(std::max(0.0, 1.0 - rate) * frac, m.rate_quantum);
+  return std::min(std::max(rate, 1.0), rate + increase);
+}
+
 Requirement position_requirement(const MarginModel& m, const InstrumentTerms& t, double q,
-                                 double mark, double index) noexcept {
+                                 double mark, double index, double open_interest) noexcept {
   if (q == 0.0) return {};
   const double aq = std::fabs(q);
+  const bool oimf = m.oi_upper > 0.0 && open_interest > 0.0;
+  const double oi = oimf ? notional(t, open_interest, mark) : 0.0;
   switch (m.kind) {
     case ModelKind::linear_rate: {
       const double size = base_size(t, aq, index);
       const double value = t.inverse ? 1.0 : index;  // coin -> settlement currency
-      return {size * (m.im_base + m.im_slope * size) * value,
-              size * (m.mm_base + m.mm_slope * size) * value};
+      double im_rate = m.im_base + m.im_slope * size;
+      if (oimf) im_rate = oi_adjusted_rate(m, im_rate, oi);
+      return {size * im_rate * value, size * (m.mm_base + m.mm_slope * size) * value};
     }
     case ModelKind::tiered: {
       const double n = notional(t, aq, mark);
       const Bracket& b = m.brackets[bracket_of(m.brackets, n)];
-      return {n * b.imr - b.cum_im, n * b.mmr - b.cum_mm};
+      double im = n * b.imr - b.cum_im;
+      if (oimf && n > 0.0) im = n * oi_adjusted_rate(m, im / n, oi);
+      return {im, n * b.mmr - b.cum_mm};
     }
     case ModelKind::option_standard:
       return option_standard(m, t, q, mark, index);
@@ -121,15 +149,15 @@ Requirement position_requirement(const MarginModel& m, const InstrumentTerms& t,
 
 Requirement requirement_with_orders(const MarginModel& m, const InstrumentTerms& t, double q,
                                     double bids, double asks, double mark, double index,
-                                    double entry) noexcept {
+                                    double entry, double open_interest) noexcept {
   const bool at_entry = m.kind == ModelKind::tiered && m.value_at_entry && entry > 0.0;
-  Requirement r = position_requirement(m, t, q, at_entry ? entry : mark, index);
+  Requirement r = position_requirement(m, t, q, at_entry ? entry : mark, index, open_interest);
   if (bids > 0.0) {
-    Requirement b = position_requirement(m, t, q + bids, mark, index);
+    Requirement b = position_requirement(m, t, q + bids, mark, index, open_interest);
     if (b.im > r.im) r.im = b.im;
   }
   if (asks > 0.0) {
-    Requirement a = position_requirement(m, t, q - asks, mark, index);
+    Requirement a = position_requirement(m, t, q - asks, mark, index, open_interest);
     if (a.im > r.im) r.im = a.im;
   }
   return r;
@@ -157,6 +185,35 @@ double collateral_value(const std::vector<HaircutTier>& tiers, double amount,
     from = tier.upto;
   }
   return value * price;  // amounts beyond the last tier count for nothing
+}
+
+double asset_size_weight(double w, double imf_factor, double n) noexcept {
+  if (!(imf_factor > 0.0) || !(n > 0.0)) return w;
+  return std::min(w, 1.1 / (1.0 + imf_factor * std::sqrt(n)));
+}
+
+double liability_size_weight(double w, double imf_factor, double n) noexcept {
+  if (!(imf_factor > 0.0) || !(n > 0.0)) return w;
+  return std::max(w, 0.8 * w + imf_factor * std::sqrt(n));
+}
+
+double weighted_value(const std::vector<HaircutTier>& tiers, const AssetWeights& w,
+                      double amount, double price) noexcept {
+  const bool plain = !(w.imf_factor > 0.0) && !(w.weight_quantum > 0.0);
+  if (amount > 0.0) {
+    const double value = collateral_value(tiers, amount, price);
+    if (plain) return value;  // bit for bit the haircut tiers alone
+    const double tiered = collateral_value(tiers, amount, 1.0) / amount;  // average weight
+    const double weight =
+        round_down(asset_size_weight(tiered, w.imf_factor, amount), w.weight_quantum);
+    return amount * weight * price;
+  }
+  if (amount == 0.0) return 0.0;
+  if (plain && w.liability_weight == 1.0) return amount * price;  // debts in full
+  const double weight =
+      round_up(liability_size_weight(w.liability_weight, w.imf_factor, -amount),
+               w.weight_quantum);
+  return amount * weight * price;
 }
 
 namespace {

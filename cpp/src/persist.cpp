@@ -2,6 +2,7 @@
 //   "MKENGINE" | u32 version | sections in a fixed order (see save()).
 // Every read is bounds-checked; a bad payload raises, never crashes.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 #include <stdexcept>
@@ -114,6 +115,10 @@ std::string Engine::save() const {
     w.put(a.spec.quantum);
     w.put<std::uint64_t>(a.spec.tiers.size());
     for (const auto& t : a.spec.tiers) w.put(t);
+    for (double x : {a.spec.weights.liability_weight, a.spec.weights.imf_factor,
+                     a.spec.weights.weight_quantum, a.spec.liquidator_fee}) {
+      w.put(x);  // version 2
+    }
     w.put(a.price);
     w.put(a.time);
   }
@@ -128,6 +133,7 @@ std::string Engine::save() const {
     w.put<std::uint64_t>(m.brackets.size());
     for (const auto& b : m.brackets) w.put(b);
     w.put(m.value_at_entry);
+    for (double x : {m.mm_fraction, m.rate_quantum, m.oi_lower, m.oi_upper}) w.put(x);  // v2
   }
   w.put<std::uint64_t>(sets_.size());
   for (const ScenarioSet& set : sets_) {
@@ -171,6 +177,7 @@ std::string Engine::save() const {
     w.put(marks_[i].value);
     w.put(marks_[i].time);
     w.put(vols_[i]);
+    w.put(open_interest_[i]);  // version 2
   }
   w.put<std::uint64_t>(accounts_.size());
   for (const Account& a : accounts_) {
@@ -179,6 +186,7 @@ std::string Engine::save() const {
     w.put(a.parent);
     w.put(a.isolated);
     w.put(a.mode);
+    w.put(a.last_active);  // version 2
     for (double b : a.balances) w.put(b);
     w.put<std::uint64_t>(a.positions.size());
     for (const Position& p : a.positions) {
@@ -214,6 +222,13 @@ std::string Engine::save() const {
   w.put(liq_.target);
   w.put(liq_.buffer);
   w.put(liq_.fee_rate);
+  w.put(liq_.fee_policy);  // version 2
+  w.put(liq_.fill_policy);
+  for (double x : {liq_.max_if_fee, liq_.if_factor, liq_.ramp_per_second, liq_.ramp_grace,
+                   liq_.max_fee_rate, liq_.bankruptcy_adjustment, liq_.spread_to_mm,
+                   liq_.spot_dust}) {
+    w.put(x);
+  }
   for (std::size_t i = 0; i < assets_.size(); ++i) {
     w.put(fund_[i]);
     w.put(market_pnl_[i]);
@@ -228,7 +243,7 @@ Engine Engine::load(const std::string& bytes) {
     if (r.get<char>() != c) throw std::invalid_argument("not a marginkit engine state");
   }
   const auto version = r.get<std::uint32_t>();
-  if (version != kFormatVersion) {
+  if (version != 1 && version != kFormatVersion) {  // version 1: before venue mechanisms
     throw std::invalid_argument("engine state version " + std::to_string(version) +
                                 " is not supported (this build reads version " +
                                 std::to_string(kFormatVersion) + ")");
@@ -247,6 +262,12 @@ Engine Engine::load(const std::string& bytes) {
     spec.name = r.str();
     spec.quantum = r.get<double>();
     for (std::size_t k = 0, m = r.count(); k < m; ++k) spec.tiers.push_back(r.get<HaircutTier>());
+    if (version >= 2) {
+      for (double* x : {&spec.weights.liability_weight, &spec.weights.imf_factor,
+                        &spec.weights.weight_quantum, &spec.liquidator_fee}) {
+        *x = r.get<double>();
+      }
+    }
     const double price = r.get<double>(), time = r.get<double>();
     e.add_asset(spec);
     e.assets_.back().price = price;
@@ -262,6 +283,11 @@ Engine Engine::load(const std::string& bytes) {
     }
     for (std::size_t k = 0, b = r.count(); k < b; ++k) m.brackets.push_back(r.get<Bracket>());
     m.value_at_entry = r.get<bool>();
+    if (version >= 2) {
+      for (double* x : {&m.mm_fraction, &m.rate_quantum, &m.oi_lower, &m.oi_upper}) {
+        *x = r.get<double>();
+      }
+    }
     e.add_model(m);
   }
   for (std::size_t i = 0, n = r.count(); i < n; ++i) {
@@ -310,9 +336,11 @@ Engine Engine::load(const std::string& bytes) {
     in.taker_fee = r.get<double>();
     const double mark = r.get<double>(), time = r.get<double>();
     const double vol = r.get<double>();
+    const double oi = version >= 2 ? r.get<double>() : 0.0;
     e.add_instrument(in);
     e.marks_.back() = Mark{mark, time};
     e.vols_.back() = vol;
+    e.set_open_interest(static_cast<int>(e.instruments_.size()) - 1, oi);
   }
   e.now_ = now;
   for (std::size_t i = 0, n = r.count(); i < n; ++i) {
@@ -325,6 +353,8 @@ Engine Engine::load(const std::string& bytes) {
     const auto mode = r.get<MarginMode>();
     if (mode != MarginMode::cross && mode != MarginMode::portfolio) r.fail();
     a.mode = mode;
+    a.last_active = version >= 2 ? r.get<double>() : now;
+    if (std::isnan(a.last_active)) r.fail();
     for (double& b : a.balances) b = r.get<double>();
     for (std::size_t k = 0, m = r.count(); k < m; ++k) {
       Position p;
@@ -375,6 +405,15 @@ Engine Engine::load(const std::string& bytes) {
   lp.target = r.get<LiquidationTarget>();
   lp.buffer = r.get<double>();
   lp.fee_rate = r.get<double>();
+  if (version >= 2) {
+    lp.fee_policy = r.get<FeePolicy>();
+    lp.fill_policy = r.get<FillPolicy>();
+    for (double* x : {&lp.max_if_fee, &lp.if_factor, &lp.ramp_per_second, &lp.ramp_grace,
+                      &lp.max_fee_rate, &lp.bankruptcy_adjustment, &lp.spread_to_mm,
+                      &lp.spot_dust}) {
+      *x = r.get<double>();
+    }
+  }
   e.set_liquidation_params(lp);
   for (std::size_t i = 0; i < e.assets_.size(); ++i) {
     e.fund_[i] = r.get<double>();

@@ -9,7 +9,7 @@ batches) under a thin Python API.
 * :func:`build_info`, :func:`set_isa`, :func:`set_num_threads`: how it runs.
 """
 
-from . import derive, presets, scenarios
+from . import derive, presets, scenarios, venue_formulas
 from ._core import __version__
 from .derive import (
     DeriveMargin,
@@ -44,4 +44,5 @@ __all__ = [
     "scenarios",
     "set_isa",
     "set_num_threads",
+    "venue_formulas",
 ]

@@ -149,7 +149,7 @@ class Engine:
         self._models = {core.model_name(i): i for i in range(core.num_models())}
 
     # ---- persistence --------------------------------------------------------------
-    FORMAT_VERSION = 1
+    FORMAT_VERSION = 2
 
     def to_bytes(self) -> bytes:
         """The whole engine state (static data, prices with their times, accounts,
@@ -228,6 +228,9 @@ class Engine:
     def _acct(self, key: Any) -> int:
         return self._resolve(self._accounts, len(self._accounts), "account", key)
 
+    def _model(self, key: Any) -> int:
+        return self._resolve(self._models, len(self._models), "model", key)
+
     @property
     def assets(self) -> list[str]:
         """Asset names, by id."""
@@ -252,6 +255,10 @@ class Engine:
         time: float = 0.0,
         haircuts: Iterable[tuple[float, float]] | None = None,
         quantum: float = 0.0,
+        liability_weight: float = 1.0,
+        imf_factor: float = 0.0,
+        weight_quantum: float = 0.0,
+        liquidator_fee: float = 0.0,
     ) -> int:
         """Adds a collateral / settlement asset; returns its id.
 
@@ -262,6 +269,15 @@ class Engine:
         rounding step of amounts in this asset (requirements round up, equity
         down). ``price``: its USD price now (or set it later with
         :meth:`set_price`).
+
+        Spot margin (Drift-style): ``liability_weight`` (>= 1): a debt in this
+        asset counts at ``amount x price x weight``; ``imf_factor`` (>= 0): size
+        weights, a holding of ``n`` units counts at most at weight ``1.1 / (1 +
+        imf sqrt(n))`` and a debt at ``max(lw, 0.8 lw + imf sqrt(n))``;
+        ``weight_quantum``: average weights round down (holdings) / up (debts) to
+        this step (Drift: 1e-4). ``liquidator_fee`` in [0, 1): in a spot
+        liquidation a deposit of this asset is handed over at ``1 + fee`` and a
+        borrow taken over at ``1 - fee`` (:meth:`liquidate_spot`).
         """
         if price is not None:
             price = _finite("price", price, positive=True)
@@ -270,7 +286,17 @@ class Engine:
         upto = [_finite(f"haircuts[{i}].upto", u, positive=True) if u != math.inf else math.inf
                 for i, (u, _) in enumerate(tiers)]
         cut = [_finite(f"haircuts[{i}].haircut", h, nonneg=True) for i, (_, h) in enumerate(tiers)]
-        aid = self._core.add_asset(str(name), upto, cut, _finite("quantum", quantum, nonneg=True))
+        lw = _finite("liability_weight", liability_weight)
+        if lw < 1.0:
+            raise ValueError(f"liability_weight must be >= 1, got {lw!r}")
+        wq = _finite("weight_quantum", weight_quantum, nonneg=True)
+        if wq >= 1.0:
+            raise ValueError(f"weight_quantum must be < 1, got {wq!r}")
+        fee = _finite("liquidator_fee", liquidator_fee, nonneg=True)
+        if fee >= 1.0:
+            raise ValueError(f"liquidator_fee must be < 1, got {fee!r}")
+        aid = self._core.add_asset(str(name), upto, cut, _finite("quantum", quantum, nonneg=True),
+                                   lw, _finite("imf_factor", imf_factor, nonneg=True), wq, fee)
         self._assets[str(name)] = aid
         if price is not None:
             self.set_price(aid, price, time)
@@ -289,6 +315,16 @@ class Engine:
         continuous; ``value_at_entry=True`` values the position at its average
         entry price instead of the mark (Bybit's isolated margin).
 
+        Both take the venue mechanisms of dYdX's liquidity tiers:
+        ``mm_fraction`` in [0, 1] derives the MM rates from the IM rates (then
+        ``mm_base`` / ``mm_slope`` / the brackets' mmr are not given: MM rate =
+        IM rate x fraction); ``oi_lower`` < ``oi_upper`` (open interest notional
+        caps, settlement currency; ``oi_upper=0``: off) raise the IM rate
+        linearly from itself to 1 as the open interest set with
+        :meth:`set_open_interest` goes from one cap to the other;
+        ``rate_quantum`` (e.g. 1e-6 for ppm) rounds derived MM rates and the
+        open-interest increase down to the venue's step (0: exact).
+
         ``kind="option_standard"`` (Deribit / bit.com / Bybit): ``im_otm=0.15,
         im_min=0.10, mm=0.075, mm_mark_call=0.0, mm_mark_put=0.075, liq_fee=0.0``;
         for a short option per unit, with U the index and OTM the out-of-the-money
@@ -298,8 +334,9 @@ class Engine:
         """
         if name in self._models:
             raise ValueError(f"duplicate model {name!r}")
-        allowed = {"linear_rate": {"im_base", "im_slope", "mm_base", "mm_slope"},
-                   "tiered": {"brackets", "value_at_entry"},
+        venue = {"mm_fraction", "rate_quantum", "oi_lower", "oi_upper"}
+        allowed = {"linear_rate": {"im_base", "im_slope", "mm_base", "mm_slope"} | venue,
+                   "tiered": {"brackets", "value_at_entry"} | venue,
                    "option_standard": {"im_otm", "im_min", "mm", "mm_mark_call", "mm_mark_put",
                                        "liq_fee"}}
         if kind not in allowed:
@@ -307,7 +344,20 @@ class Engine:
         unknown = sorted(set(params) - allowed[kind])
         if unknown:
             raise ValueError(f"unknown parameter(s) for {kind}: {unknown}")
-        optional = {"value_at_entry"}
+        optional = {"value_at_entry"} | venue
+        if "mm_fraction" in params:
+            frac = _finite("mm_fraction", params["mm_fraction"], nonneg=True)
+            if frac > 1.0:
+                raise ValueError(f"mm_fraction must be in [0, 1], got {frac!r}")
+            given = sorted({"mm_base", "mm_slope"} & set(params))
+            if given:
+                raise ValueError(f"mm_fraction derives the MM rates: do not give {given}")
+            params.setdefault("mm_base", 0.0)
+            params.setdefault("mm_slope", 0.0)
+        rates = (_finite("mm_fraction", params.pop("mm_fraction", -1.0)),
+                 _finite("rate_quantum", params.pop("rate_quantum", 0.0), nonneg=True),
+                 _finite("oi_lower", params.pop("oi_lower", 0.0), nonneg=True),
+                 _finite("oi_upper", params.pop("oi_upper", 0.0), nonneg=True))
         missing = (sorted(allowed[kind] - optional - set(params))
                    if kind != "option_standard" else [])
         if missing:
@@ -315,16 +365,19 @@ class Engine:
         if kind == "linear_rate":
             mid = self._core.add_model_linear_rate(
                 str(name), *(_finite(k, params.pop(k))
-                  for k in ("im_base", "im_slope", "mm_base", "mm_slope")))
+                  for k in ("im_base", "im_slope", "mm_base", "mm_slope")), *rates)
         elif kind == "tiered":
             brackets = [tuple(b) for b in params.pop("brackets")]
+            if rates[0] >= 0.0 and any(len(b) == 2 for b in brackets):
+                brackets = [(b[0], 0.0, b[1]) if len(b) == 2 else b for b in brackets]
             if any(len(b) != 3 for b in brackets):
-                raise ValueError("brackets must be (floor, mmr, imr) triples")
+                raise ValueError("brackets must be (floor, mmr, imr) triples "
+                                 "((floor, imr) pairs with mm_fraction)")
             floors = [float(b[0]) for b in brackets]
             mmr = [float(b[1]) for b in brackets]
             imr = [float(b[2]) for b in brackets]
             mid = self._core.add_model_tiered(str(name), floors, mmr, imr,
-                                              bool(params.pop("value_at_entry", False)))
+                                              bool(params.pop("value_at_entry", False)), *rates)
         elif kind == "option_standard":
             defaults = {"im_otm": 0.15, "im_min": 0.10, "mm": 0.075, "mm_mark_call": 0.0,
                         "mm_mark_put": 0.075, "liq_fee": 0.0}
@@ -573,16 +626,141 @@ class Engine:
                                  _finite("max_step", max_step, nonneg=True))
 
     def set_liquidation_params(self, *, target: str = "maintenance", buffer: float = 0.0,
-                               fee_rate: float = 0.0) -> None:
-        """What a liquidation restores, and its penalty. ``target="maintenance"``:
-        equity >= MM x (1 + buffer); ``"initial"``: equity >= IM. ``fee_rate``: the
-        penalty on traded notional, paid to the insurance fund, never more than
-        the equity left (a fee never makes an account bankrupt)."""
+                               fee_rate: float = 0.0, fee_policy: str = "fixed",
+                               max_if_fee: float = 0.0, if_factor: float = 0.95,
+                               ramp_per_second: float = 0.0, ramp_grace: float = 0.0,
+                               max_fee_rate: float = 0.0, fill_policy: str = "liquidity",
+                               bankruptcy_adjustment: float = 1.0, spread_to_mm: float = 0.0,
+                               spot_dust: float = 0.0) -> None:
+        """What a liquidation restores, its penalty and its fill price.
+
+        ``target="maintenance"``: equity >= MM x (1 + buffer); ``"initial"``:
+        equity >= IM. ``fee_rate``: the penalty on traded notional, paid to the
+        insurance fund, never more than the equity left (a fee never makes an
+        account bankrupt).
+
+        ``fee_policy="margin_implied"`` (Drift) adds an insurance-fund fee implied
+        by the margin left, ``min(max_if_fee, if_factor x (mm_rate - fee_rate -
+        shortage / notional))`` (>= 0), from the account before each step
+        (``mm_rate``: the position's MM / notional; ``shortage``: MM - equity).
+        Fee ramp (Drift): once the account has been inactive (``now -``
+        :meth:`last_active`) for ``ramp_grace`` seconds, ``fee_rate`` becomes
+        ``min(fee_rate + ramp_per_second x inactive seconds, max_fee_rate)``.
+
+        ``fill_policy="fillable"`` (dYdX) fills at ``mark -/+ ABR x spread_to_mm
+        x MM_position / notional`` with ``ABR = clamp(bankruptcy_adjustment x
+        (1 - equity / MM), 0, 1)`` instead of the liquidity model.
+
+        ``spot_dust`` (USD): in :meth:`liquidate_spot`, a deposit left worth less
+        is handed over whole.
+        """
         codes = {"maintenance": 0, "initial": 1}
         if target not in codes:
             raise ValueError(f"target must be 'maintenance' or 'initial', got {target!r}")
-        self._core.set_liquidation_params(codes[target], _finite("buffer", buffer, nonneg=True),
-                                          _finite("fee_rate", fee_rate, nonneg=True))
+        fees = {"fixed": 0, "margin_implied": 1}
+        if fee_policy not in fees:
+            raise ValueError(f"fee_policy must be 'fixed' or 'margin_implied', got {fee_policy!r}")
+        fills = {"liquidity": 0, "fillable": 1}
+        if fill_policy not in fills:
+            raise ValueError(f"fill_policy must be 'liquidity' or 'fillable', got {fill_policy!r}")
+        rates = {"fee_rate": fee_rate, "max_if_fee": max_if_fee, "max_fee_rate": max_fee_rate}
+        for key, value in rates.items():
+            if _finite(key, value, nonneg=True) >= 1.0:
+                raise ValueError(f"{key} must be in [0, 1), got {value!r}")
+        for key, value in {"if_factor": if_factor, "spread_to_mm": spread_to_mm}.items():
+            if _finite(key, value, nonneg=True) > 1.0:
+                raise ValueError(f"{key} must be in [0, 1], got {value!r}")
+        self._core.set_liquidation_params(
+            codes[target], _finite("buffer", buffer, nonneg=True), float(fee_rate),
+            fees[fee_policy], float(max_if_fee), float(if_factor),
+            _finite("ramp_per_second", ramp_per_second, nonneg=True),
+            _finite("ramp_grace", ramp_grace, nonneg=True), float(max_fee_rate),
+            fills[fill_policy],
+            _finite("bankruptcy_adjustment", bankruptcy_adjustment, nonneg=True),
+            float(spread_to_mm), _finite("spot_dust", spot_dust, nonneg=True))
+
+    def liquidation_params(self) -> dict[str, Any]:
+        """The liquidation parameters, as :meth:`set_liquidation_params` takes them."""
+        p = self._core.liquidation_params()
+        p["target"] = ("maintenance", "initial")[p["target"]]
+        p["fee_policy"] = ("fixed", "margin_implied")[p["fee_policy"]]
+        p["fill_policy"] = ("liquidity", "fillable")[p["fill_policy"]]
+        return p
+
+    def set_open_interest(self, instrument: str | int, contracts: float) -> None:
+        """The venue's open interest in an instrument, in contracts (market data
+        for models with open-interest caps: their IM rate follows its notional at
+        the mark)."""
+        self._core.set_open_interest(self._instr(instrument),
+                                     _finite("contracts", contracts, nonneg=True))
+
+    def open_interest(self, instrument: str | int) -> float:
+        """The open interest set with :meth:`set_open_interest` (contracts)."""
+        return self._core.open_interest(self._instr(instrument))
+
+    def model_rates(self, model: str | int) -> dict[str, Any]:
+        """A model's rates as the engine uses them (MM rates derived from a
+        maintenance fraction included): ``im_base, im_slope, mm_base, mm_slope,
+        bracket_imr, bracket_mmr, mm_fraction, rate_quantum, oi_lower, oi_upper``."""
+        return self._core.model_rates(self._model(model))
+
+    def initial_rate(self, model: str | int, rate: float, oi_notional: float) -> float:
+        """The IM rate ``rate`` of a model raised by its open-interest caps at an
+        open interest notional ``oi_notional`` (settlement currency)."""
+        return self._core.oi_adjusted_rate(self._model(model), _finite("rate", rate, nonneg=True),
+                                           _finite("oi_notional", oi_notional, nonneg=True))
+
+    def set_last_active(self, account: str | int, time: float) -> None:
+        """When the account last acted (engine clock; deposits, withdrawals,
+        fills and orders set it to :attr:`now`). Drives the liquidation fee ramp."""
+        self._core.set_last_active(self._acct(account), _finite("time", time))
+
+    def last_active(self, account: str | int) -> float:
+        """When the account last acted (engine clock)."""
+        return self._core.last_active(self._acct(account))
+
+    def liquidation_fill_price(self, account: str | int, instrument: str | int,
+                               qty: float | None = None) -> float:
+        """The price a liquidation fill of ``qty`` (None: closing the whole
+        position) would get now under the fill policy (NaN without a position)."""
+        q = 0.0 if qty is None else _finite("qty", qty)
+        return self._core.liquidation_fill_price(self._acct(account), self._instr(instrument), q)
+
+    def liquidation_fee_rate(self, account: str | int,
+                             instrument: str | int) -> tuple[float, float]:
+        """The penalty rate a liquidation fill of the position would pay now:
+        ``(total, insurance-fund part)`` under the fee policy and ramp."""
+        return self._core.liquidation_fee_rate(self._acct(account), self._instr(instrument))
+
+    def _named_spot(self, res: dict[str, Any]) -> dict[str, Any]:
+        res["account"] = self._core.account_name(res["account"])
+        res["liability"] = self._core.asset_name(res["liability"])
+        res["asset"] = self._core.asset_name(res["asset"])
+        return res
+
+    def plan_spot_liquidation(self, account: str | int, liability: str | int,
+                              asset: str | int) -> dict[str, Any]:
+        """Drift's spot liquidation (liability transfer), planned: a liquidator
+        takes over part of the account's borrow of ``liability`` for its deposit
+        of ``asset``. ``to_cover``: liability units that cure the shortage (USD,
+        target - equity), ``shortage / (price (lw - aw am / lm) - price if_fee
+        lw)``, ``inf`` when no transfer can; ``liability_transfer``: that, limited
+        by the borrow and what the deposit pays; ``asset_transfer``: deposit
+        units handed over (``liability x price_l x am / (lm x price_a)``); weights
+        (average, at the holdings), multipliers (``1 +/- liquidator_fee``),
+        ``if_fee`` (rate, ``fee_policy="margin_implied"``) and ``fund_fee``
+        (liability units). Nothing changes."""
+        return self._named_spot(self._core.plan_spot_liquidation(
+            self._acct(account), self._asset(liability), self._asset(asset)))
+
+    def liquidate_spot(self, account: str | int, liability: str | int,
+                       asset: str | int) -> dict[str, Any]:
+        """Executes :meth:`plan_spot_liquidation`: the borrow shrinks by the
+        transfer less the fund fee (paid to the insurance fund in the liability
+        asset), the deposit by ``asset_transfer``; the liquidator's gain at the
+        prices is booked to :meth:`market_pnl`."""
+        return self._named_spot(self._core.liquidate_spot(
+            self._acct(account), self._asset(liability), self._asset(asset)))
 
     def fund_insurance(self, asset: str | int, amount: float) -> None:
         """Adds ``amount`` to the insurance fund in ``asset``."""

@@ -66,6 +66,10 @@ struct AssetSpec {
   std::string name;
   std::vector<HaircutTier> tiers;  // empty: no haircut
   double quantum = 0.0;            // money rounding step in this asset (0: none)
+  AssetWeights weights;            // liability weight, IMF size weights (margin.hpp)
+  // Spot liquidation: the liquidator's fee on this asset (a deposit is handed
+  // over at 1 + fee, a borrow taken over at 1 - fee), in [0, 1).
+  double liquidator_fee = 0.0;
 };
 
 struct InstrumentSpec {
@@ -177,6 +181,11 @@ class Engine {
   double max_age() const noexcept { return max_age_; }
   void set_thresholds(const Thresholds& t);
   const Thresholds& thresholds() const noexcept { return thresholds_; }
+  // The venue's open interest in an instrument, in contracts (finite, >= 0):
+  // market data for models with open-interest caps (their IMF rises with its
+  // notional at the mark).
+  void set_open_interest(int instrument, double contracts);
+  double open_interest(int instrument) const { return open_interest_.at(instrument); }
 
   // ---- account operations (throw std::invalid_argument on bad ids/values) ---
   void deposit(int account, int asset, double amount);
@@ -194,6 +203,10 @@ class Engine {
   std::size_t num_orders() const noexcept { return orders_.size(); }
 
   const std::vector<Position>& positions(int account) const { return accounts_.at(account).positions; }
+  // When the account last acted (engine clock): set by deposits, withdrawals,
+  // fills and orders, or directly. Drives the liquidation fee ramp.
+  void set_last_active(int account, double time);
+  double last_active(int account) const { return accounts_.at(account).last_active; }
   double balance(int account, int asset) const;
 
   // ---- isolated margin -----------------------------------------------------
@@ -267,6 +280,23 @@ class Engine {
   // closing it, and paying the instrument's taker fee on the close, is exactly 0
   // (NaN if there is none, or no position).
   double bankruptcy_price(int account, int instrument);
+  // The price at which a liquidation of qty (0: the whole position, closed)
+  // would fill now, under the fill policy (NaN without a position).
+  double liquidation_fill_price(int account, int instrument, double qty);
+  // The penalty rate of a liquidation fill of the position now: (total, the
+  // insurance-fund part), under the fee policy and ramp.
+  std::pair<double, double> liquidation_fee_rate(int account, int instrument);
+  // Spot liquidation (Drift's liability transfer): the account's borrow of
+  // `liability` (a negative balance) is taken over by a liquidator for its
+  // deposit of `asset`, sized to cure the shortage (target - equity) at the
+  // assets' weights and liquidation multipliers, limited by the borrow and by
+  // what the deposit pays; the insurance-fund fee (margin_implied policy,
+  // capped by max_if_fee) is kept from the transfer. plan_ changes nothing.
+  SpotLiquidation plan_spot_liquidation(int account, int liability, int asset);
+  // Executes it: the borrow shrinks by the transfer less the fee (to the fund,
+  // in the liability asset), the deposit by asset_transfer; the liquidator's
+  // gain against the prices is booked to market_pnl.
+  SpotLiquidation liquidate_spot(int account, int liability, int asset);
   // An ordered plan that brings the account back to the target at the least
   // cost: cancel resting orders, then reduce (or close) positions, each step
   // chosen for the requirement it releases per unit of expected cost (slippage
@@ -315,7 +345,7 @@ class Engine {
   // on a wrong magic, an unknown version or a truncated/corrupt payload.
   std::string save() const;
   static Engine load(const std::string& bytes);
-  static constexpr std::uint32_t kFormatVersion = 1;
+  static constexpr std::uint32_t kFormatVersion = 2;  // reads 1 and 2
 
   // ---- evaluation ---------------------------------------------------------
   AccountSummary summary(int account);
@@ -370,6 +400,7 @@ class Engine {
     std::vector<Position> positions;
     std::vector<Group> groups;  // portfolio mode: per underlying with a scenario set
     double credit_mm = 0.0, credit_im = 0.0;  // offset between groups
+    double last_active = 0.0;  // engine clock of its last action
     int parent = -1;      // isolated: the cross account that funds it
     int isolated = -1;    // isolated: its one instrument
     std::string name;
@@ -437,7 +468,18 @@ class Engine {
   // to_fund; returns the cash the trade credited.
   double apply_trade(Account& a, const InstrumentSpec& in, int instrument, double qty,
                      double price, double fee, bool to_fund);
-  double liquidation_fee(const InstrumentSpec& in, double x, double price) const noexcept;
+  double liquidation_fee(const InstrumentSpec& in, double x, double price,
+                         double rate) const noexcept;
+  // Penalty rates (total, insurance-fund part) and fill price of a liquidation
+  // of `instrument` from the account's state now (a step's start).
+  std::pair<double, double> penalty_rates(Account& a, int instrument);
+  double fill_price(Account& a, int instrument, double qty);
+  // Value of `amount` of an asset at `price` with its haircuts and weights.
+  double asset_value(int asset, double amount, double price) const noexcept {
+    const AssetSpec& s = assets_[asset].spec;
+    return weighted_value(s.tiers, s.weights, amount, price);
+  }
+  std::vector<double> open_interest_;  // per instrument, contracts
   double liquidation_fill(Account& a, int instrument, double qty, bool to_fund);
   // The price at which trading qty (with the instrument's taker fee if
   // with_fee) leaves equity exactly 0 (NaN if none).

@@ -14,6 +14,14 @@
 //                  IM = max(max(im_otm * U - OTM, im_min * U) + mark, MM)
 //                  (mm_mark is 0 for Deribit calls and 0.075 for its puts). Long
 //                  options: IM = their value at mark (the premium), MM = 0.
+// Two venue mechanisms are parameters of linear_rate and tiered models:
+//   * a maintenance fraction (dYdX liquidity tiers): MM rates = IM rates x
+//     mm_fraction, derived once in finalize() (rounded down to rate_quantum, the
+//     venue's ppm, when set);
+//   * an open-interest IMF (dYdX OIMF): with the venue's open interest notional
+//     OI (market data, settlement currency), the IM rate r becomes
+//     r + (1 - r) (OI - oi_lower) / (oi_upper - oi_lower), clamped to [r, 1]
+//     (the increase rounded down to rate_quantum when set; oi_upper = 0: off).
 // Amounts are rounded conservatively by the caller (never in the account's favour).
 #pragma once
 
@@ -50,6 +58,12 @@ struct MarginModel {
   // option_standard
   double im_otm = 0.15, im_min = 0.10, mm = 0.075, mm_mark_call = 0.0, mm_mark_put = 0.075,
          liq_fee = 0.0;
+  // linear_rate, tiered: MM rates derived from IM rates (< 0: MM rates as given).
+  double mm_fraction = -1.0;
+  // Step to which derived or adjusted rates round down (0: exact).
+  double rate_quantum = 0.0;
+  // Open-interest caps (notional, settlement currency); oi_upper = 0: no adjustment.
+  double oi_lower = 0.0, oi_upper = 0.0;
 
   // Validates and derives the cums; throws std::invalid_argument with a reason.
   void finalize();
@@ -73,15 +87,22 @@ struct Requirement {
 // mark: the instrument's mark (quote per base unit for linear futures and linear
 // options; for inverse options the mark is in coin per unit); index: the
 // underlying's index price in quote currency.
+// open_interest: the venue's open interest in the instrument, in contracts (its
+// notional at the mark drives the model's open-interest IMF, if any).
 Requirement position_requirement(const MarginModel& m, const InstrumentTerms& t, double q,
-                                 double mark, double index) noexcept;
+                                 double mark, double index, double open_interest = 0.0) noexcept;
+
+// The IM rate `rate` raised by the model's open-interest IMF at an open interest
+// notional `oi_notional` (settlement currency): `rate` itself when the model has
+// no caps or oi_notional <= oi_lower, 1 (or `rate` if larger) from oi_upper on.
+double oi_adjusted_rate(const MarginModel& m, double rate, double oi_notional) noexcept;
 
 // The requirement of a position together with its resting orders: the worst of
 // all bids filling (q + bids) and all asks filling (q - asks), both including q.
 // `entry` is the position's average entry (used by value_at_entry models).
 Requirement requirement_with_orders(const MarginModel& m, const InstrumentTerms& t, double q,
                                     double bids, double asks, double mark, double index,
-                                    double entry) noexcept;
+                                    double entry, double open_interest = 0.0) noexcept;
 
 // Breakpoints of the model in |q| (contracts) at these prices: where the
 // requirement's formula changes (bracket floors). Used by exact solvers.
@@ -98,6 +119,31 @@ struct HaircutTier {
 // in full, holdings tier by tier at (1 - haircut). Tiers must be increasing.
 double collateral_value(const std::vector<HaircutTier>& tiers, double amount,
                         double price) noexcept;
+
+// Weights of one asset beyond its haircut tiers (Drift-style spot margin).
+//   liability_weight (>= 1): a debt counts at amount x price x weight.
+//   imf_factor (>= 0): size weights shrinking with sqrt(size) (Drift's IMF):
+//     a holding of n units counts at most n x 1.1 / (1 + imf sqrt(n)) (the
+//     whole holding, not marginally); a debt of n units at
+//     max(liability_weight, 0.8 liability_weight + imf sqrt(n)).
+//   weight_quantum (>= 0): the average weight of a holding rounds down, that of
+//     a debt up, to this step (Drift: 1e-4); 0: exact.
+struct AssetWeights {
+  double liability_weight = 1.0;
+  double imf_factor = 0.0;
+  double weight_quantum = 0.0;
+};
+
+// Drift's size-discounted asset weight of a holding of n units (base weight w).
+double asset_size_weight(double w, double imf_factor, double n) noexcept;
+// Drift's size-premium liability weight of a debt of n units (base weight w).
+double liability_size_weight(double w, double imf_factor, double n) noexcept;
+
+// Value in quote currency of `amount` units at `price` with haircut tiers and
+// weights: holdings by collateral_value() capped by the size weight, debts at
+// their liability weight; average weights rounded conservatively.
+double weighted_value(const std::vector<HaircutTier>& tiers, const AssetWeights& w,
+                      double amount, double price) noexcept;
 
 // Round a requirement up / an asset value down to `quantum` (0 = no rounding).
 double round_up(double x, double quantum) noexcept;
