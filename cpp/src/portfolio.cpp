@@ -195,19 +195,25 @@ void Engine::ensure_risk() {
     risk_offset_[i] = total;
     total += padded(sets_[set].scenarios.size());
   }
-  risk_.assign(total, 0.0);  // the padding stays 0
-  // Options: forward, volatility and years to expiry, gathered per underlying set.
-  struct Opt {
-    std::size_t id;
-    double fwd, vol, tau, dte;
-  };
-  std::vector<Opt> opts;
+  // Every entry is written below (rows, NaN rows, zero padding): no clearing.
+  risk_.resize(total);
+  // Options: each underlying's scenario grid once, then, on the thread pool,
+  // each chunk of options gathers its inputs (forward, volatility, the
+  // days-to-expiry vol-shock factor once per expiry), prices deltas at today's
+  // forward and writes its rows with the grid kernel.
+  RiskScratch& b = risk_scratch_;
+  b.ids.clear();
+  b.grids.assign(assets_.size(), {});
+  b.mult.assign(assets_.size(), {});
+  b.log_mult.assign(assets_.size(), {});
+  b.dir.assign(assets_.size(), {});
   for (std::size_t i = 0; i < n; ++i) {
     if (risk_offset_[i] == kNoRow) continue;
     const InstrumentSpec& in = instruments_[i];
     const double mark = marks_[i].value, cs = in.terms.contract_size;
     double* row = &risk_[risk_offset_[i]];
     const ScenarioSet& set = sets_[underlying_set_[in.underlying]];
+    std::fill(row + set.scenarios.size(), row + padded(set.scenarios.size()), 0.0);
     if (!std::isfinite(mark) || !std::isfinite(index_of(in))) {  // no price: a NaN row
       std::fill(row, row + set.scenarios.size(), std::numeric_limits<double>::quiet_NaN());
       continue;
@@ -221,110 +227,86 @@ void Engine::ensure_risk() {
       risk_delta_[i] = in.terms.inverse ? cs / mark : cs;
       continue;
     }
-    Opt o{i, option_forward(in), implied_vol_of(static_cast<int>(i)), years_to_expiry(in), 0.0};
-    o.dte = o.tau * 365.0;
-    opts.push_back(o);
+    b.ids.push_back(static_cast<int>(i));
+    const int u = in.underlying;
+    if (b.mult[u].empty()) {
+      for (std::size_t s = 0; s < set.scenarios.size(); ++s) {
+        b.mult[u].push_back(1.0 + set.move(u, s));
+        b.log_mult[u].push_back(std::log(b.mult[u].back()));
+        b.dir[u].push_back(set.scenarios[s].vol);
+      }
+      b.grids[u] = {set.scenarios.size(), b.mult[u].data(), b.log_mult[u].data(),
+                    b.dir[u].data()};
+    }
   }
-  std::stable_sort(opts.begin(), opts.end(), [&](const Opt& x, const Opt& y) {
-    return instruments_[x.id].underlying < instruments_[y.id].underlying;
-  });
-  // Deltas (per contract, units of the underlying) at today's forward.
-  RiskScratch& b = risk_scratch_;
-  const std::size_t m = opts.size();
+  const std::size_t m = b.ids.size();
+  for (auto* v : {&b.fwd, &b.strike, &b.tau, &b.vol, &b.vol_down, &b.vol_up, &b.cs, &b.mark,
+                  &b.price, &b.delta}) {
+    v->resize(m);
+  }
   b.cp.resize(m);
-  b.fwd.resize(m);
-  b.strike.resize(m);
-  b.tau.resize(m);
-  b.vol.resize(m);
-  b.price.resize(m);
-  b.delta.resize(m);
-  for (std::size_t k = 0; k < m; ++k) {
-    const InstrumentSpec& in = instruments_[opts[k].id];
-    b.cp[k] = in.terms.cp;
-    b.strike[k] = in.terms.strike;
-    b.tau[k] = opts[k].tau;
-    b.fwd[k] = opts[k].fwd;
-    b.vol[k] = opts[k].vol;
-  }
-  Black76Inputs bi;
-  bi.n = m;
-  bi.cp = {b.cp.data(), false};
-  bi.forward = {b.fwd.data(), false};
-  bi.strike = {b.strike.data(), false};
-  bi.expiry = {b.tau.data(), false};
-  bi.vol = {b.vol.data(), false};
-  bi.rate = {&rate_, true};
-  Black76Outputs bo;
-  bo.price = b.price.data();
-  bo.delta = b.delta.data();
-  black76(bi, bo, Settlement::linear);
-  for (std::size_t k = 0; k < m; ++k) {
-    risk_delta_[opts[k].id] = b.delta[k] * instruments_[opts[k].id].terms.contract_size;
-  }
-  // Per underlying: its options revalued in every scenario of its set by the
-  // grid kernel (threads split the options), rows written in place; the
-  // days-to-expiry vol-shock factor once per expiry.
-  b.vol_down.resize(m);
-  b.vol_up.resize(m);
-  b.cs.resize(m);
-  b.mark.resize(m);
   b.inverse.resize(m);
   b.offset.resize(m);
-  const ScenarioSet* g_set = nullptr;
-  double g_dte = -1.0, g = 1.0;
-  for (std::size_t k = 0; k < m; ++k) {
-    const InstrumentSpec& in = instruments_[opts[k].id];
-    const ScenarioSet& set = sets_[underlying_set_[in.underlying]];
-    if (&set != g_set || opts[k].dte != g_dte) {
-      g_set = &set;
-      g_dte = opts[k].dte;
-      g = set.vol.dte_scale(g_dte);
-    }
-    b.vol_down[k] = set.vol.shocked_by(opts[k].vol, -1, g);
-    b.vol_up[k] = set.vol.shocked_by(opts[k].vol, 1, g);
-    b.cs[k] = in.terms.contract_size;
-    b.mark[k] = marks_[opts[k].id].value;
-    b.inverse[k] = in.terms.inverse ? 1 : 0;
-    b.offset[k] = risk_offset_[opts[k].id];
-  }
+  b.grid_of.resize(m);
+  simd::RiskGridInputs gi;
+  gi.grids = b.grids.data();
+  gi.grid = b.grid_of.data();
+  gi.cp = b.cp.data();
+  gi.inverse = b.inverse.data();
+  gi.forward = b.fwd.data();
+  gi.strike = b.strike.data();
+  gi.tau = b.tau.data();
+  gi.vol_down = b.vol_down.data();
+  gi.vol = b.vol.data();
+  gi.vol_up = b.vol_up.data();
+  gi.contract_size = b.cs.data();
+  gi.mark = b.mark.data();
+  gi.offset = b.offset.data();
+  gi.rate = rate_;
+  gi.risk = risk_.data();
   const auto grid = simd::active_kernels().risk_grid;
-  for (std::size_t lo = 0; lo < m;) {  // options are in runs of one underlying
-    const int u = instruments_[opts[lo].id].underlying;
-    std::size_t hi = lo + 1;
-    while (hi < m && instruments_[opts[hi].id].underlying == u) ++hi;
-    const ScenarioSet& set = sets_[underlying_set_[u]];
-    const std::size_t ns = set.scenarios.size();
-    b.mult.resize(ns);
-    b.log_mult.resize(ns);
-    b.dir.resize(ns);
-    for (std::size_t s = 0; s < ns; ++s) {
-      b.mult[s] = 1.0 + set.move(u, s);
-      b.log_mult[s] = std::log(b.mult[s]);
-      b.dir[s] = set.scenarios[s].vol;
+  parallel_for(m, kRiskGrain, [&](std::size_t from, std::size_t to) {
+    const ScenarioSet* g_set = nullptr;
+    double g_dte = -1.0, g = 1.0;
+    for (std::size_t k = from; k < to; ++k) {
+      const int id = b.ids[k];
+      const InstrumentSpec& in = instruments_[id];
+      const ScenarioSet& set = sets_[underlying_set_[in.underlying]];
+      const double vol = implied_vol_of(id), tau = years_to_expiry(in), dte = tau * 365.0;
+      if (&set != g_set || dte != g_dte) {
+        g_set = &set;
+        g_dte = dte;
+        g = set.vol.dte_scale(dte);
+      }
+      b.grid_of[k] = in.underlying;
+      b.cp[k] = in.terms.cp;
+      b.inverse[k] = in.terms.inverse ? 1 : 0;
+      b.fwd[k] = option_forward(in);
+      b.strike[k] = in.terms.strike;
+      b.tau[k] = tau;
+      b.vol[k] = vol;
+      b.vol_down[k] = set.vol.shocked_by(vol, -1, g);
+      b.vol_up[k] = set.vol.shocked_by(vol, 1, g);
+      b.cs[k] = in.terms.contract_size;
+      b.mark[k] = marks_[id].value;
+      b.offset[k] = risk_offset_[id];
     }
-    simd::RiskGridInputs in;
-    in.n_scenarios = ns;
-    in.mult = b.mult.data();
-    in.log_mult = b.log_mult.data();
-    in.dir = b.dir.data();
-    in.cp = b.cp.data();
-    in.inverse = b.inverse.data();
-    in.forward = b.fwd.data();
-    in.strike = b.strike.data();
-    in.tau = b.tau.data();
-    in.vol_down = b.vol_down.data();
-    in.vol = b.vol.data();
-    in.vol_up = b.vol_up.data();
-    in.contract_size = b.cs.data();
-    in.mark = b.mark.data();
-    in.offset = b.offset.data();
-    in.rate = rate_;
-    in.risk = risk_.data();
-    parallel_for(hi - lo, kRiskGrain, [&](std::size_t from, std::size_t to) {
-      grid(in, lo + from, lo + to);
-    });
-    lo = hi;
-  }
+    // Deltas (per contract, units of the underlying) at today's forward.
+    Black76Inputs bi;
+    bi.n = to - from;
+    bi.cp = {b.cp.data() + from, false};
+    bi.forward = {b.fwd.data() + from, false};
+    bi.strike = {b.strike.data() + from, false};
+    bi.expiry = {b.tau.data() + from, false};
+    bi.vol = {b.vol.data() + from, false};
+    bi.rate = {&rate_, true};
+    Black76Outputs bo;
+    bo.price = b.price.data() + from;
+    bo.delta = b.delta.data() + from;
+    black76(bi, bo, Settlement::linear);
+    for (std::size_t k = from; k < to; ++k) risk_delta_[b.ids[k]] = b.delta[k] * b.cs[k];
+    grid(gi, from, to);
+  });
   risk_stamp_ = stamp_;
 }
 

@@ -31,6 +31,7 @@
 #include "marginkit/liquidation.hpp"
 #include "marginkit/margin.hpp"
 #include "marginkit/scenarios.hpp"
+#include "marginkit/simd/grid.hpp"
 
 namespace marginkit {
 
@@ -507,10 +508,14 @@ class Engine {
   std::uint64_t risk_stamp_ = 0;
   // Batch buffers of the risk-array build, kept to avoid reallocating per market update.
   struct RiskScratch {
+    std::vector<int> ids;  // the options, in instrument order
     std::vector<std::int8_t> cp, inverse;
     std::vector<double> fwd, strike, tau, vol, vol_down, vol_up, cs, mark, price, delta;
-    std::vector<double> mult, log_mult, dir;  // per scenario of one set
     std::vector<std::size_t> offset;
+    std::vector<int> grid_of;  // per option: its underlying (index of its grid)
+    // Per underlying with a scenario set: 1 + move, ln(1 + move), vol direction.
+    std::vector<std::vector<double>> mult, log_mult, dir;
+    std::vector<simd::ScenarioGrid> grids;
   };
   RiskScratch risk_scratch_;
   void ensure_risk();

@@ -6,20 +6,19 @@
 #include <cstdint>
 
 #include "marginkit/pricing.hpp"
+#include "marginkit/simd/grid.hpp"
 #include "marginkit/simd/isa.hpp"
 
 namespace marginkit::simd {
 
-// Risk-array rows of options on one underlying: option k's row (n_scenarios
-// entries at risk + offset[k]) is contract_size x (Black-76 value in scenario s
-// - mark), the forward moved to forward x mult[s] (log_mult[s] = ln mult[s]),
-// the volatility vol_down / vol / vol_up as dir[s] is -1 / 0 / +1; inverse
-// options in coin at the shocked forward.
+// Risk-array rows of options: option k's row (its grid's n entries at risk +
+// offset[k]) is contract_size x (Black-76 value in scenario s - mark), the
+// forward moved to forward x mult[s] (log_mult[s] = ln mult[s]), the
+// volatility vol_down / vol / vol_up as dir[s] is -1 / 0 / +1; inverse options
+// in coin at the shocked forward. grids[grid[k]] is option k's scenario grid.
 struct RiskGridInputs {
-  std::size_t n_scenarios = 0;
-  const double* mult = nullptr;
-  const double* log_mult = nullptr;
-  const double* dir = nullptr;
+  const ScenarioGrid* grids = nullptr;
+  const int* grid = nullptr;
   const std::int8_t* cp = nullptr;
   const std::int8_t* inverse = nullptr;
   const double *forward = nullptr, *strike = nullptr, *tau = nullptr;
