@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -144,8 +143,7 @@ def test_help_documents_the_exit_codes():
 
 def test_the_example_notes_how_to_write_parquet(tmp_path):
     out = subprocess.run([sys.executable, EXAMPLES / "make_example.py", "--parquet", "--out",
-                          tmp_path], capture_output=True, text=True, timeout=300, check=False,
-                         env={**os.environ, "PYTHONPATH": str(ROOT / "python")})
+                          tmp_path], capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     for name in ("book.csv", "market.csv", "book.json", "market.json"):
         assert (tmp_path / name).read_text() == (EXAMPLES / name).read_text()
