@@ -37,7 +37,7 @@ __all__ = ["EwmaRange", "deribit", "historical", "simple_grid", "span"]
 
 
 def deribit(*, price_range: float = 0.16, steps: int = 4, vol_up: float = 0.5,
-            vol_down: float = 0.25, min_vol_up: float = 0.0, im_factor: float = 1.0,
+            vol_down: float = 0.25, min_vol_up: float = 0.5, im_factor: float = 1.0,
             extended: bool = True, short_option_charge: float = 0.0,
             delta_charge: float = 0.0) -> dict[str, Any]:
     """Deribit-style portfolio margin grid (see the module docstring)."""
