@@ -722,3 +722,26 @@ def test_tiny_requirement_rounds_up_not_to_zero():
     s = eng.summary("a")
     assert s.im >= exact and s.mm >= exact
     assert s.im == 0.01 and s.mm == 0.01
+
+
+@pytest.mark.parametrize("i", range(NI))
+def test_opening_fill_enters_at_exactly_the_trade_price(i):
+    """Regression: an opening fill's entry is the trade price itself; an average
+    through q x p / q (or q / (q / p) for inverse) can miss it by an ulp, which left
+    a sub-cent loss that cost a whole cent of equity at max_order_size's boundary."""
+    book = Book(quantum=0.01, prices={"USD": 1.0, "BTC": 24570.0, "ETH": 1000.0},
+                haircut_eth=[(1.0, 0.0), (2.0, 0.0)],
+                lin={"im_base": 0.03125, "im_slope": 0.0, "mm_base": 0.03125, "mm_slope": 0.0},
+                tier_usd=[(0.0, 0.015625, 0.015625)], tier_btc=[(0.0, 0.0078125, 0.01171875)],
+                opt={"im_otm": 0.125, "im_min": 0.0625, "mm": 0.0625, "mm_mark_call": 0.0,
+                     "mm_mark_put": 0.0, "liq_fee": 0.0},
+                strikes=(24570.0, 1000.0), marks=[24570.0, 1000.0, 24570.0, 24570.0, 0.0, 0.0],
+                margin_assets=["USD"], deposits=[(0, "USD", 100.00000000000004)], fills=[],
+                orders=[], taker_fee=0.0)
+    price = book.marks[i] or 7.25
+    for qty in (853.2491035461426, 0.1 + 0.2, 3.0 / 7.0):
+        eng = build(book)
+        eng.fill(0, i, qty, price, fee=0.0)
+        assert eng.attribution(0)[0].entry == price
+    eng = build(book)
+    _assert_boundary(eng, 0, 2, "buy", 24570.0)

@@ -327,11 +327,7 @@ Engine::Contribution Engine::contribution_at(const InstrumentSpec& in, double si
 
 double Engine::equity_of(const InstrumentSpec& in, double size, double entry,
                          double mark) noexcept {
-  if (size == 0.0) return 0.0;
-  const double cs = in.terms.contract_size;
-  if (in.kind == InstrumentKind::option) return size * cs * mark;
-  if (!is_future_like(in.kind)) return 0.0;
-  return in.terms.inverse ? size * cs * (1.0 / entry - 1.0 / mark) : size * cs * (mark - entry);
+  return position_value(in.kind, in.terms.inverse, in.terms.contract_size, size, entry, mark);
 }
 
 Engine::Contribution Engine::contribution(const Account& a, const InstrumentSpec& in, double size,
@@ -356,25 +352,38 @@ double Engine::collateral_of(const Account& a, double* oldest) const noexcept {
 void Engine::refresh_impl(Account& a, bool keep_groups) {
   const bool portfolio = a.mode == MarginMode::portfolio;
   if (a.stamp == stamp_ && (!keep_groups || !portfolio || a.groups_stamp == stamp_)) return;
-  double oldest = assets_[a.margin_asset].time;
+  ensure_state();
+  const int margin = a.margin_asset;
+  const double margin_price = assets_[margin].price;
+  double oldest = assets_[margin].time;
   a.collateral = collateral_of(a, &oldest);
   double im = 0.0, mm = 0.0, eq = 0.0;
   bool priced = std::isfinite(a.collateral);
+  PortfolioScratch* sc = nullptr;
+  std::vector<Group>* groups = nullptr;
+  if (portfolio) {
+    sc = &portfolio_scratch();
+    sc->clear();
+    groups = keep_groups ? &a.groups : &sc->groups;
+    for (Group& g : *groups) g.used = false;
+  }
   for (const Position& p : a.positions) {
-    const InstrumentSpec& in = instruments_[p.instrument];
-    if (in_portfolio(a, in)) {  // its requirement comes from its scenario group
-      eq += equity_of(in, p.size, p.entry, marks_[p.instrument].value) * to_margin(a, in.settle);
+    const InstrumentState& st = istate_[p.instrument];
+    oldest = std::min(oldest, st.time);
+    const double f = st.settle == margin ? 1.0 : assets_[st.settle].price / margin_price;
+    if (portfolio && st.row) {  // its requirement comes from its scenario group
+      eq += position_value(st.kind, st.inverse, st.cs, p.size, p.entry, st.mark) * f;
+      add_to_group(*groups, *sc, group_for(*groups, st), st, p, f);
     } else {
-      const Contribution c = contribution(a, in, p.size, p.bids, p.asks, p.entry);
+      const Contribution c = contribution_at(instruments_[p.instrument], p.size, p.bids,
+                                             p.asks, p.entry, st.mark, st.index, f);
       im += c.im;
       mm += c.mm;
       eq += c.equity;
     }
-    oldest = std::min({oldest, marks_[p.instrument].time, assets_[in.underlying].time,
-                       assets_[in.settle].time});
   }
   if (portfolio) {
-    refresh_portfolio(a, keep_groups, im, mm);
+    finish_portfolio(a, *groups, *sc, im, mm, keep_groups);
     a.groups_stamp = keep_groups ? stamp_ : 0;
   }
   priced = priced && std::isfinite(im + mm + eq);
@@ -487,7 +496,7 @@ void Engine::prefetch_heap(const Account& a) noexcept {
 
 void Engine::evaluate_all(double* equity, double* im, double* mm, double* available,
                           std::int8_t* state) {
-  ensure_risk();  // once, here: refreshing accounts on many threads only reads it
+  ensure_state();  // once, here: refreshing accounts on many threads only reads it
   parallel_for(accounts_.size(), 4096, [&](std::size_t b, std::size_t e) {
     for (std::size_t i = b; i < e; ++i) {
       // Memory-bound: fetch accounts ahead, then the heap blocks they point to.
@@ -700,7 +709,9 @@ double Engine::fill_cash(Account& a, const InstrumentSpec& in, Position& p, doub
     cash = -qty * cs * price;  // premium paid (buy) or received (sell)
     if (q_new == 0.0) {
       p.entry = 0.0;
-    } else if (q == 0.0 || (q > 0) == (qty > 0)) {
+    } else if (q == 0.0) {
+      p.entry = price;  // opening: exactly the trade price (q x price / q may not be)
+    } else if ((q > 0) == (qty > 0)) {
       p.entry = (q * p.entry + qty * price) / q_new;
     } else if ((q > 0) != (q_new > 0)) {
       p.entry = price;
@@ -710,9 +721,11 @@ double Engine::fill_cash(Account& a, const InstrumentSpec& in, Position& p, doub
     cash = -qty * cs * price;
   } else {
     const bool inverse = in.terms.inverse;
-    if (q == 0.0 || (q > 0) == (qty > 0)) {
+    if (q == 0.0) {
+      p.entry = price;  // opening: exactly the trade price (q / (q / price) may not be)
+    } else if ((q > 0) == (qty > 0)) {
       // Adding: average entry (harmonic for inverse: equal P&L per contract).
-      p.entry = inverse ? q_new / (q / (q == 0.0 ? 1.0 : p.entry) + qty / price)
+      p.entry = inverse ? q_new / (q / p.entry + qty / price)
                         : (q * p.entry + qty * price) / q_new;
     } else {
       const double closed = std::min(std::fabs(qty), std::fabs(q)) * (q > 0 ? 1.0 : -1.0);

@@ -678,7 +678,7 @@ LiquidationResult Engine::execute_plan(LiquidationPlan plan) {
 }
 
 std::vector<LiquidationPlan> Engine::plan_all() {
-  ensure_risk();
+  ensure_state();  // once, here: the threads only read it
   std::vector<std::vector<LiquidationPlan>> per_chunk;
   std::mutex m;
   parallel_for(accounts_.size(), 2048, [&](std::size_t b, std::size_t e) {

@@ -184,7 +184,7 @@ MarginMode Engine::mode(int account) const {
 // shocked price). Options: Black-76 on the shocked forward at the shocked
 // volatility (in coin at the shocked forward for inverse options), minus the mark.
 void Engine::ensure_risk() {
-  if (risk_stamp_ == stamp_) return;
+  if (risk_stamp_ == stamp_ && risk_offset_.size() == instruments_.size()) return;
   const std::size_t n = instruments_.size();
   risk_offset_.assign(n, kNoRow);
   risk_delta_.assign(n, 0.0);
@@ -336,101 +336,98 @@ Requirement Engine::group_requirement(int set_id, int underlying, const double* 
 // caller adds standard requirements for the rest). Groups keep their vectors
 // between refreshes; the all-bids / all-asks vectors exist only where some
 // position has resting orders.
-// Per-thread buffers of refresh_portfolio, fetched once per call (thread-local
-// access is a function call in a shared library).
-struct Engine::PortfolioScratch {
-  std::vector<Group> groups;  // batch evaluation: groups not kept in the account
-  struct Term {
-    const double* row;
-    double now, bids, asks;  // weights: size, size + bids, size - asks (margin asset)
-    int group;
-  };
-  std::vector<Term> terms;
-  std::vector<const double*> rows;
-  std::vector<double> w_now, w_bids, w_asks;
-};
-
-void Engine::refresh_portfolio(Account& a, bool keep_groups, double& im, double& mm) {
+Engine::PortfolioScratch& Engine::portfolio_scratch() {
   thread_local PortfolioScratch scratch;
-  PortfolioScratch& sc = scratch;
-  std::vector<Group>& groups = keep_groups ? a.groups : sc.groups;
-  ensure_risk();
-  for (Group& g : groups) g.used = false;
-  const double margin_price = assets_[a.margin_asset].price;
-  // Pass 1: each position's group, units and weights; pass 2: each group's
-  // scenario vectors as weighted sums of risk rows (one SIMD kernel call).
-  auto& terms = sc.terms;
-  terms.clear();
-  for (const Position& p : a.positions) {
-    const InstrumentSpec& in = instruments_[p.instrument];
-    if (!in_portfolio(a, in)) continue;
-    Group* g = nullptr;
-    Group* spare = nullptr;  // an unused group (its vectors' capacity is reused)
-    const int key = group_key(in);
-    for (auto& x : groups) {
-      if (x.key == key) g = &x;
-      if (!x.used && !spare) spare = &x;
-    }
-    if (!g && spare) {
-      g = spare;
-      g->key = key;
-    }
-    if (!g) {
-      groups.emplace_back();
-      g = &groups.back();
-      g->key = key;
-    }
-    if (!g->used) {  // first position of the group in this pass
-      g->used = true;
-      g->set = underlying_set_[in.underlying];
-      g->orders = false;
-      g->short_units = g->short_bids = g->short_asks = 0.0;
-      g->delta_units = g->delta_bids = g->delta_asks = 0.0;
-    }
-    if (p.bids > 0.0 || p.asks > 0.0) g->orders = true;  // keep the order cases apart
-    const double f = to_margin(a, in.settle);
-    const double qb = p.size + p.bids, qa = p.size - p.asks;
-    terms.push_back({&risk_[risk_offset_[p.instrument]], p.size * f, qb * f, qa * f,
-                     static_cast<int>(g - groups.data())});
-    const double units = in.terms.contract_size;
-    if (in.kind == InstrumentKind::option) {
-      g->short_units += std::max(0.0, -p.size) * units;
-      g->short_bids += std::max(0.0, -qb) * units;
-      g->short_asks += std::max(0.0, -qa) * units;
-    }
-    const double d = risk_delta_[p.instrument];
-    g->delta_units += p.size * d;
-    g->delta_bids += qb * d;
-    g->delta_asks += qa * d;
+  return scratch;
+}
+
+Engine::Group& Engine::group_for(std::vector<Group>& groups, const InstrumentState& st) {
+  Group* g = nullptr;
+  Group* spare = nullptr;  // an unused group (its vectors' capacity is reused)
+  for (auto& x : groups) {
+    if (x.key == st.group) g = &x;
+    if (!x.used && !spare) spare = &x;
   }
-  auto& rows = sc.rows;
-  auto &w_now = sc.w_now, &w_bids = sc.w_bids, &w_asks = sc.w_asks;
+  if (!g && spare) {
+    g = spare;
+    g->key = st.group;
+  }
+  if (!g) {
+    groups.emplace_back();
+    g = &groups.back();
+    g->key = st.group;
+  }
+  if (!g->used) {  // first position of the group in this pass
+    g->used = true;
+    g->set = st.group >= 0 ? underlying_set_[st.group] : -1 - st.group;
+    g->orders = false;
+    g->short_units = g->short_bids = g->short_asks = 0.0;
+    g->delta_units = g->delta_bids = g->delta_asks = 0.0;
+  }
+  return *g;
+}
+
+void Engine::add_to_group(std::vector<Group>& groups, PortfolioScratch& sc, Group& g,
+                          const InstrumentState& st, const Position& p, double f) {
+  if (p.bids > 0.0 || p.asks > 0.0) g.orders = true;  // keep the order cases apart
+  const double qb = p.size + p.bids, qa = p.size - p.asks;
+  sc.rows.push_back(st.row);
+  sc.w_now.push_back(p.size * f);
+  sc.w_bids.push_back(qb * f);
+  sc.w_asks.push_back(qa * f);
+  sc.group.push_back(static_cast<int>(&g - groups.data()));
+  if (st.kind == InstrumentKind::option) {
+    g.short_units += std::max(0.0, -p.size) * st.cs;
+    g.short_bids += std::max(0.0, -qb) * st.cs;
+    g.short_asks += std::max(0.0, -qa) * st.cs;
+  }
+  g.delta_units += p.size * st.delta;
+  g.delta_bids += qb * st.delta;
+  g.delta_asks += qa * st.delta;
+}
+
+void Engine::finish_portfolio(Account& a, std::vector<Group>& groups, PortfolioScratch& sc,
+                              double& im, double& mm, bool compact) {
+  const double margin_price = assets_[a.margin_asset].price;
   const auto weighted_rows = simd::active_kernels().weighted_rows;
+  std::size_t used = 0;
+  for (const Group& g : groups) used += g.used ? 1 : 0;
   for (std::size_t gi = 0; gi < groups.size(); ++gi) {
     Group& g = groups[gi];
     if (!g.used) continue;
-    rows.clear();
-    w_now.clear();
-    w_bids.clear();
-    w_asks.clear();
-    for (const auto& t : terms) {
-      if (t.group != static_cast<int>(gi)) continue;
-      rows.push_back(t.row);
-      w_now.push_back(t.now);
-      w_bids.push_back(t.bids);
-      w_asks.push_back(t.asks);
+    const double *const *rows = sc.rows.data();
+    const double *w_now = sc.w_now.data(), *w_bids = sc.w_bids.data(),
+                 *w_asks = sc.w_asks.data();
+    std::size_t count = sc.rows.size();
+    if (used > 1) {  // this group's positions only
+      sc.g_rows.clear();
+      sc.g_now.clear();
+      sc.g_bids.clear();
+      sc.g_asks.clear();
+      for (std::size_t k = 0; k < count; ++k) {
+        if (sc.group[k] != static_cast<int>(gi)) continue;
+        sc.g_rows.push_back(sc.rows[k]);
+        sc.g_now.push_back(sc.w_now[k]);
+        sc.g_bids.push_back(sc.w_bids[k]);
+        sc.g_asks.push_back(sc.w_asks[k]);
+      }
+      rows = sc.g_rows.data();
+      w_now = sc.g_now.data();
+      w_bids = sc.g_bids.data();
+      w_asks = sc.g_asks.data();
+      count = sc.g_rows.size();
     }
     const std::size_t len = padded(sets_[g.set].scenarios.size());
     g.pnl.resize(len);
-    weighted_rows(len, rows.size(), rows.data(), w_now.data(), g.pnl.data());
+    weighted_rows(len, count, rows, w_now, g.pnl.data());
     if (g.orders) {
       g.pnl_bids.resize(len);
       g.pnl_asks.resize(len);
-      weighted_rows(len, rows.size(), rows.data(), w_bids.data(), g.pnl_bids.data());
-      weighted_rows(len, rows.size(), rows.data(), w_asks.data(), g.pnl_asks.data());
+      weighted_rows(len, count, rows, w_bids, g.pnl_bids.data());
+      weighted_rows(len, count, rows, w_asks, g.pnl_asks.data());
     }
   }
-  if (keep_groups) {  // the account's groups stay compact; scratch keeps capacity
+  if (compact) {
     groups.erase(std::remove_if(groups.begin(), groups.end(),
                                 [](const Group& g) { return !g.used; }),
                  groups.end());
@@ -456,6 +453,27 @@ void Engine::refresh_portfolio(Account& a, bool keep_groups, double& im, double&
   a.credit_im = credit.second;
   mm -= credit.first;
   im -= credit.second;
+}
+
+void Engine::ensure_state() {
+  ensure_risk();
+  if (istate_stamp_ == stamp_ && istate_.size() == instruments_.size()) return;
+  istate_.resize(instruments_.size());
+  for (std::size_t i = 0; i < instruments_.size(); ++i) {
+    const InstrumentSpec& in = instruments_[i];
+    InstrumentState& st = istate_[i];
+    st.mark = marks_[i].value;
+    st.index = index_of(in);
+    st.time = std::min({marks_[i].time, assets_[in.underlying].time, assets_[in.settle].time});
+    st.cs = in.terms.contract_size;
+    st.delta = risk_delta_[i];
+    st.row = risk_offset_[i] == kNoRow ? nullptr : &risk_[risk_offset_[i]];
+    st.settle = in.settle;
+    st.group = st.row ? group_key(in) : 0;
+    st.kind = in.kind;
+    st.inverse = in.terms.inverse;
+  }
+  istate_stamp_ = stamp_;
 }
 
 std::pair<double, double> Engine::offset_credit(const std::vector<Group>& groups, int changed_key,

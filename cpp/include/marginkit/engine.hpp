@@ -434,6 +434,13 @@ class Engine {
   // Unrealised P&L (futures) or value (options) of a position, settlement asset.
   static double equity_of(const InstrumentSpec& in, double size, double entry,
                           double mark) noexcept;
+  static double position_value(InstrumentKind kind, bool inverse, double cs, double size,
+                               double entry, double mark) noexcept {
+    if (size == 0.0) return 0.0;
+    if (kind == InstrumentKind::option) return size * cs * mark;
+    if (kind != InstrumentKind::perpetual && kind != InstrumentKind::future) return 0.0;
+    return inverse ? size * cs * (1.0 / entry - 1.0 / mark) : size * cs * (mark - entry);
+  }
 
   // The account's cached sums for the current market state. refresh() also
   // keeps the portfolio groups' scenario vectors (pre-trade checks, attribution
@@ -530,10 +537,52 @@ class Engine {
     const int set = underlying_set_[in.underlying];
     return sets_[set].joint() ? -1 - set : in.underlying;
   }
-  // Scenario groups of a portfolio account, kept in the account (keep_groups)
-  // or in per-thread scratch; adds their requirements to im and mm.
-  struct PortfolioScratch;
-  void refresh_portfolio(Account& a, bool keep_groups, double& im, double& mm);
+  // What refreshing a position reads of its instrument, gathered once per
+  // market state by ensure_state() (batch passes call it before their threads
+  // start; refreshing then only reads it).
+  struct InstrumentState {
+    double mark, index, time;  // time: the oldest of its mark and its assets' prices
+    double cs, delta;          // contract size; delta units per contract (risk arrays)
+    const double* row;         // risk-array row; nullptr: no scenario set applies
+    int settle, group;         // settlement asset; scenario group key
+    InstrumentKind kind;
+    bool inverse;
+  };
+  std::vector<InstrumentState> istate_;
+  std::uint64_t istate_stamp_ = 0;
+  void ensure_state();
+  // Per-thread buffers of portfolio refreshes.
+  struct PortfolioScratch {
+    std::vector<Group> groups;  // batch evaluation: groups not kept in the account
+    // Per scenario-margined position: its risk row, weights (size, size + bids,
+    // size - asks, in the margin asset) and group index.
+    std::vector<const double*> rows;
+    std::vector<double> w_now, w_bids, w_asks;
+    std::vector<int> group;
+    // One group's share of the above when an account has several groups.
+    std::vector<const double*> g_rows;
+    std::vector<double> g_now, g_bids, g_asks;
+    void clear() {
+      rows.clear();
+      w_now.clear();
+      w_bids.clear();
+      w_asks.clear();
+      group.clear();
+    }
+  };
+  static PortfolioScratch& portfolio_scratch();
+  // The group of `groups` for a scenario-margined instrument (reset on its
+  // first position of a pass; unused groups are reused before new ones).
+  Group& group_for(std::vector<Group>& groups, const InstrumentState& st);
+  // A position's share of its group: units, and its risk row and weights for
+  // the group's scenario vectors (f: settlement to margin asset).
+  static void add_to_group(std::vector<Group>& groups, PortfolioScratch& sc, Group& g,
+                           const InstrumentState& st, const Position& p, double f);
+  // Each used group's scenario vectors (weighted sums of risk rows), its
+  // requirement, and the offset credit; adds them to im and mm. Unused groups
+  // are dropped if compact (an account's own), else kept for their capacity.
+  void finish_portfolio(Account& a, std::vector<Group>& groups, PortfolioScratch& sc,
+                        double& im, double& mm, bool compact);
   double offset_ = 0.0;
   // The offset credits (MM, IM) of an account's groups, with one group's three
   // vectors replaced by `now`, `bids`, `asks` (changed = nullptr: as cached).
