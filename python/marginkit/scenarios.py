@@ -17,6 +17,9 @@ Presets (functions returning keyword arguments of
   unchanged / down, vol shocks scaled by days to expiry ``(30/DTE)^p`` (p = 0.30
   under 30 days, else 0.13), extended moves -66 %, -33 %, +50 %, +100 % ... +500 %
   with vol up and damping weights.
+* :func:`deribit_legacy` - the parameters of Deribit's older portfolio-margin page:
+  price +-10 %, one IV shock ``(30/DTE)^0.30 x 38 %`` up and down, and its
+  0.01 BTC per short option contingency (counted without per-strike netting).
 * :func:`span` - CME SPAN's 16 scenarios: 0, +-1/3, +-2/3, +-1 of the price scan
   range, each with vol up and down, and two extreme moves (+-2 x range, vol
   unchanged) counted at 35 %.
@@ -33,7 +36,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["EwmaRange", "deribit", "historical", "simple_grid", "span"]
+__all__ = ["EwmaRange", "deribit", "deribit_legacy", "historical", "simple_grid", "span"]
 
 
 def deribit(*, price_range: float = 0.16, steps: int = 4, vol_up: float = 0.5,
@@ -55,6 +58,57 @@ def deribit(*, price_range: float = 0.16, steps: int = 4, vol_up: float = 0.5,
         "scenarios": scenarios, "vol_up": vol_up, "vol_down": vol_down, "relative": True,
         "scale_by_dte": True, "pivot_days": 30.0, "floor_days": 1.0, "p_short": 0.30,
         "p_long": 0.13, "min_vol_up": min_vol_up, "im_factor": im_factor,
+        "short_option_charge": short_option_charge, "delta_charge": delta_charge,
+    }
+
+
+DERIBIT_LEGACY_SOURCE = "https://www.deribit.com/pages/docs/portfoliomargin"
+
+
+def deribit_legacy(*, price_range: float = 0.10, steps: int = 4, iv_shock: float = 0.38,
+                   power: float = 0.30, relative: bool = True, im_factor: float = 1.0,
+                   short_option_charge: float = 0.01,
+                   delta_charge: float = 0.0) -> dict[str, Any]:
+    """Deribit's legacy portfolio-margin parameters, as a scenario set.
+
+    Source: :data:`DERIBIT_LEGACY_SOURCE` (the page that the golden cases
+    ``deribit_pm_legacy_*`` in ``shared/golden/deribit.json`` quote). It publishes:
+
+    * a maximum price move of +-10 % (``price_range``);
+    * a maximum implied-volatility change of ``(30/DTE)^0.30 x 38 %``, one formula
+      for every expiry and both directions (``iv_shock``, ``power``: the same power
+      on both sides of the 30-day pivot, no floor on the up-shocked vol);
+    * a contingency of 0.01 BTC per net short option per strike, calls and puts at
+      a strike netted (``short_option_charge``, a fraction of the index: 0.01 BTC
+      per option of 1 BTC);
+    * a contingency of 1 % of the underlying for offsetting futures.
+
+    What is marginkit's choice, not the page's:
+
+    * ``steps`` (4 a side plus 0, each at vol up / unchanged / down), since the page
+      gives the range only. There are no extended moves.
+    * ``relative=True`` reads "IV change of 38 %" as ``vol (1 +/- 0.38 g)``, the
+      form of the current Deribit rule; ``relative=False`` reads it as vol points.
+    * ``floor_days=1`` on days to expiry, and ``im_factor=1`` (the page's figures
+      are maintenance margin).
+
+    What the engine's model does not express:
+
+    * ``short_option_charge`` counts every short option unit, with no netting per
+      strike, so it is never below the published contingency (call +10, put -20
+      at one strike: 20 x 0.01 BTC, not 10 x 0.01 BTC).
+    * The offsetting-futures contingency has no counterpart. ``delta_charge``
+      charges the *net* delta, which is 0 for offsetting futures; it is 0 here.
+    """
+    scenarios = []
+    for k in range(steps, -steps - 1, -1):
+        move = price_range * k / steps
+        for vol in (1, 0, -1):
+            scenarios.append((move, vol, 1.0))
+    return {
+        "scenarios": scenarios, "vol_up": iv_shock, "vol_down": iv_shock,
+        "relative": relative, "scale_by_dte": True, "pivot_days": 30.0, "floor_days": 1.0,
+        "p_short": power, "p_long": power, "min_vol_up": 0.0, "im_factor": im_factor,
         "short_option_charge": short_option_charge, "delta_charge": delta_charge,
     }
 
