@@ -363,7 +363,7 @@ void Engine::refresh_impl(Account& a, bool keep_groups) {
   std::vector<Group>* groups = nullptr;
   if (portfolio) {
     sc = &portfolio_scratch();
-    sc->clear();
+    sc->reset(a.positions.size());
     groups = keep_groups ? &a.groups : &sc->groups;
     for (Group& g : *groups) g.used = false;
   }

@@ -216,29 +216,4 @@ double weighted_value(const std::vector<HaircutTier>& tiers, const AssetWeights&
   return amount * weight * price;
 }
 
-namespace {
-// Multiples of the quantum, printed as the decimal they stand for: with
-// quantum = 10^-k, n / 10^k is the double nearest to that decimal (n * q is not).
-double scale_back(double n, double quantum) noexcept {
-  const double inv = 1.0 / quantum;
-  return inv == std::nearbyint(inv) ? n / inv : n * quantum;
-}
-// A result within float error of a multiple is that multiple: a few ulps of
-// error in an exact amount must not cost (or give) a whole cent. The slack is
-// relative (1e-14), so a tiny but real requirement still rounds up to a quantum.
-double slack(double n) noexcept { return std::fabs(n) * 1e-14; }
-}  // namespace
-
-double round_up(double x, double quantum) noexcept {
-  if (!(quantum > 0.0) || !std::isfinite(x)) return x;
-  const double n = x / quantum;
-  return scale_back(std::ceil(n - slack(n)), quantum) + 0.0;  // + 0.0: never -0
-}
-
-double round_down(double x, double quantum) noexcept {
-  if (!(quantum > 0.0) || !std::isfinite(x)) return x;
-  const double n = x / quantum;
-  return scale_back(std::floor(n + slack(n)), quantum) + 0.0;
-}
-
 }  // namespace marginkit

@@ -56,6 +56,18 @@ double ScenarioSet::move(int underlying, std::size_t s) const noexcept {
 
 double ScenarioSet::loss(const double* pnl, int* at) const {
   const std::size_t n = scenarios.size();
+  if (measure == LossMeasure::worst && !at) {  // branch-free, four chains
+    double w0 = 0.0, w1 = 0.0, w2 = 0.0, w3 = 0.0;
+    std::size_t s = 0;
+    for (; s + 4 <= n; s += 4) {
+      w0 = std::min(w0, scenarios[s].weight * pnl[s]);
+      w1 = std::min(w1, scenarios[s + 1].weight * pnl[s + 1]);
+      w2 = std::min(w2, scenarios[s + 2].weight * pnl[s + 2]);
+      w3 = std::min(w3, scenarios[s + 3].weight * pnl[s + 3]);
+    }
+    for (; s < n; ++s) w0 = std::min(w0, scenarios[s].weight * pnl[s]);
+    return -std::min(std::min(w0, w1), std::min(w2, w3));
+  }
   if (measure == LossMeasure::worst) {
     double worst = 0.0;
     int where = 0;
@@ -371,11 +383,12 @@ void Engine::add_to_group(std::vector<Group>& groups, PortfolioScratch& sc, Grou
                           const InstrumentState& st, const Position& p, double f) {
   if (p.bids > 0.0 || p.asks > 0.0) g.orders = true;  // keep the order cases apart
   const double qb = p.size + p.bids, qa = p.size - p.asks;
-  sc.rows.push_back(st.row);
-  sc.w_now.push_back(p.size * f);
-  sc.w_bids.push_back(qb * f);
-  sc.w_asks.push_back(qa * f);
-  sc.group.push_back(static_cast<int>(&g - groups.data()));
+  const std::size_t k = sc.count++;
+  sc.rows[k] = st.row;
+  sc.w_now[k] = p.size * f;
+  sc.w_bids[k] = qb * f;
+  sc.w_asks[k] = qa * f;
+  sc.group[k] = static_cast<int>(&g - groups.data());
   if (st.kind == InstrumentKind::option) {
     g.short_units += std::max(0.0, -p.size) * st.cs;
     g.short_bids += std::max(0.0, -qb) * st.cs;
@@ -398,24 +411,28 @@ void Engine::finish_portfolio(Account& a, std::vector<Group>& groups, PortfolioS
     const double *const *rows = sc.rows.data();
     const double *w_now = sc.w_now.data(), *w_bids = sc.w_bids.data(),
                  *w_asks = sc.w_asks.data();
-    std::size_t count = sc.rows.size();
+    std::size_t count = sc.count;
     if (used > 1) {  // this group's positions only
-      sc.g_rows.clear();
-      sc.g_now.clear();
-      sc.g_bids.clear();
-      sc.g_asks.clear();
+      if (sc.g_rows.size() < count) {
+        sc.g_rows.resize(count);
+        sc.g_now.resize(count);
+        sc.g_bids.resize(count);
+        sc.g_asks.resize(count);
+      }
+      std::size_t m = 0;
       for (std::size_t k = 0; k < count; ++k) {
         if (sc.group[k] != static_cast<int>(gi)) continue;
-        sc.g_rows.push_back(sc.rows[k]);
-        sc.g_now.push_back(sc.w_now[k]);
-        sc.g_bids.push_back(sc.w_bids[k]);
-        sc.g_asks.push_back(sc.w_asks[k]);
+        sc.g_rows[m] = sc.rows[k];
+        sc.g_now[m] = sc.w_now[k];
+        sc.g_bids[m] = sc.w_bids[k];
+        sc.g_asks[m] = sc.w_asks[k];
+        ++m;
       }
       rows = sc.g_rows.data();
       w_now = sc.g_now.data();
       w_bids = sc.g_bids.data();
       w_asks = sc.g_asks.data();
-      count = sc.g_rows.size();
+      count = m;
     }
     const std::size_t len = padded(sets_[g.set].scenarios.size());
     g.pnl.resize(len);

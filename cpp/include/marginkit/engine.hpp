@@ -559,15 +559,19 @@ class Engine {
     std::vector<const double*> rows;
     std::vector<double> w_now, w_bids, w_asks;
     std::vector<int> group;
+    std::size_t count = 0;  // entries in use (the vectors only grow)
     // One group's share of the above when an account has several groups.
     std::vector<const double*> g_rows;
     std::vector<double> g_now, g_bids, g_asks;
-    void clear() {
-      rows.clear();
-      w_now.clear();
-      w_bids.clear();
-      w_asks.clear();
-      group.clear();
+    void reset(std::size_t positions) {
+      count = 0;
+      if (rows.size() < positions) {
+        rows.resize(positions);
+        w_now.resize(positions);
+        w_bids.resize(positions);
+        w_asks.resize(positions);
+        group.resize(positions);
+      }
     }
   };
   static PortfolioScratch& portfolio_scratch();
