@@ -70,13 +70,11 @@ def chain_summary() -> dict[str, Any]:
             "book": book_report(demo_book.build_engine(risk=True))}
 
 
-def book_report(engine: Engine, top: int = 8) -> dict[str, Any]:
-    """Totals, the riskiest accounts and a pre-trade check on the demo venue."""
-    import time
-
-    t0 = time.perf_counter()
-    ev = engine.evaluate_all()
-    elapsed = time.perf_counter() - t0
+def book_totals(engine: Engine, ev: Any, top: int) -> tuple[list[str], dict[str, dict[str, float]],
+                                                            np.ndarray, list[dict[str, Any]]]:
+    """From an ``evaluate_all()`` result: each account's margin asset, totals per
+    margin asset, margin ratios, and the ``top`` riskiest accounts with their
+    liquidation prices."""
     names = engine.accounts
     margin_assets = [engine.margin_asset(i) for i in range(len(names))]
     totals: dict[str, dict[str, float]] = {}
@@ -97,6 +95,18 @@ def book_report(engine: Engine, top: int = 8) -> dict[str, Any]:
             "margin_ratio": float(ratio[i]), "state": HEALTH_STATES[int(ev.state[i])],
             "liquidation_below": below, "liquidation_above": above,
         })
+    return margin_assets, totals, ratio, riskiest
+
+
+def book_report(engine: Engine, top: int = 8) -> dict[str, Any]:
+    """Totals, the riskiest accounts and a pre-trade check on the demo venue."""
+    import time
+
+    t0 = time.perf_counter()
+    ev = engine.evaluate_all()
+    elapsed = time.perf_counter() - t0
+    names = engine.accounts
+    margin_assets, totals, ratio, riskiest = book_totals(engine, ev, top)
     # A pre-trade check for the healthiest USDC account with room to trade.
     usdc = [i for i, a in enumerate(margin_assets) if a == "USDC" and ev.available[i] > 0]
     trader = max(usdc, key=lambda i: ev.available[i])

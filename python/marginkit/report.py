@@ -92,24 +92,8 @@ def report_data(engine: Engine, *, accounts: Sequence[str | int] | None = None,
         raise ValueError(f"unknown underlying {underlying!r}")
     names = engine.accounts
     ev = engine.evaluate_all()
-    margin_assets = [engine.margin_asset(i) for i in range(len(names))]
-    totals: dict[str, dict[str, float]] = {}
-    for i, asset in enumerate(margin_assets):
-        t = totals.setdefault(asset, {"accounts": 0, "equity": 0.0, "im": 0.0, "mm": 0.0})
-        t["accounts"] += 1
-        t["equity"] += float(ev.equity[i])
-        t["im"] += float(ev.im[i])
-        t["mm"] += float(ev.mm[i])
-    ratio = np.where(ev.mm > 0, ev.equity / np.where(ev.mm > 0, ev.mm, 1.0), np.inf)
+    margin_assets, totals, ratio, riskiest = _demo.book_totals(engine, ev, int(top))
     order = [int(i) for i in np.argsort(ratio, kind="stable")]
-    riskiest = []
-    for i in order[:top]:
-        below, above = engine.liquidation_prices(i)
-        riskiest.append({"account": names[i], "margin_asset": margin_assets[i],
-                         "equity": float(ev.equity[i]), "im": float(ev.im[i]),
-                         "mm": float(ev.mm[i]), "margin_ratio": float(ratio[i]),
-                         "state": HEALTH_STATES[int(ev.state[i])],
-                         "liquidation_below": below, "liquidation_above": above})
     portfolio = _demo.portfolio_vs_cross(Engine.from_bytes(engine.to_bytes()))
     if not chosen:
         chosen = [r["account"] for r in portfolio["largest_savings"][:1]]
