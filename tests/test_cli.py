@@ -136,7 +136,8 @@ def test_missing_state_file_exits_2(tmp_path):
     assert out.returncode == 2 and "missing.mk" in out.stderr
 
 
-@pytest.mark.parametrize("command", ["demo", "info", "check", "liquidate", "stress"])
+@pytest.mark.parametrize("command", ["demo", "info", "check", "liquidate", "stress", "run",
+                                     "report"])
 def test_help_everywhere(command):
     out = run(command, "--help")
     assert out.returncode == 0 and "usage" in out.stdout
