@@ -21,17 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from datetime import timezone
 from typing import Any
 
 from marginkit import demo_book
 
-# The haircut tiers demo_book.build_engine gives each asset.
-HAIRCUTS = {"BTC": [(1_000.0, 0.0), (5_000.0, 0.025), (None, 0.05)],
-            "ETH": [(10_000.0, 0.0), (None, 0.05)],
-            "SOL": [(None, 0.10)]}
-QUANTUM = {"USDC": 0.01, "BTC": 1e-8, "ETH": 1e-8, "SOL": 1e-8}
 BOOK_COLUMNS = ["type", "account", "mode", "margin_asset", "asset", "amount", "instrument",
                 "size", "entry", "price"]
 MARKET_COLUMNS = ["type", "name", "value", "time", "expiry", "strike", "quantum", "upto",
@@ -44,14 +40,19 @@ def tables(n_accounts: int = 40) -> tuple[list[dict[str, Any]], list[dict[str, A
     now = demo_book.NOW.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
     market: list[dict[str, Any]] = []
     for asset in eng.assets:
-        market.append({"type": "index", "name": asset, "value": eng.price(asset), "time": now,
-                       "quantum": QUANTUM[asset]})
-        for upto, cut in HAIRCUTS.get(asset, []):
-            market.append({"type": "haircut", "name": asset, "value": cut, "upto": upto})
+        info = eng.asset_info(asset)
+        market.append({"type": "index", "name": asset, "value": info["price"], "time": now,
+                       "quantum": info["quantum"]})
+        tiers = info["haircuts"]
+        if tiers == [(math.inf, 0.0)]:  # no haircut, written as no tiers
+            tiers = []
+        for upto, cut in tiers:
+            market.append({"type": "haircut", "name": asset, "value": cut,
+                           "upto": None if math.isinf(upto) else upto})
     for name in eng.instruments:
-        inverse_future = "_" not in name and not name.endswith(("-C", "-P"))
-        if inverse_future:
-            market.append({"type": "instrument", "name": name, "contract_size": 10.0})
+        if eng.instrument_info(name)["contract_size"] != 1.0:
+            market.append({"type": "instrument", "name": name,
+                           "contract_size": eng.instrument_info(name)["contract_size"]})
         market.append({"type": "mark", "name": name, "value": eng.mark(name), "time": now})
     book: list[dict[str, Any]] = []
     for acct in eng.accounts:

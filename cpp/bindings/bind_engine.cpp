@@ -299,6 +299,42 @@ void register_engine(py::module_& m) {
            [](const Engine& e, int id) { return guarded([&] { return e.instrument(id).name; }); })
       .def("asset_name",
            [](const Engine& e, int id) { return guarded([&] { return e.asset(id).name; }); })
+      .def("asset_spec",
+           [](const Engine& e, int id) {
+             return guarded([&] {
+               const AssetSpec& a = e.asset(id);
+               py::list tiers;
+               for (const auto& t : a.tiers) tiers.append(py::make_tuple(t.upto, t.haircut));
+               py::dict d;
+               d["name"] = a.name;
+               d["haircuts"] = tiers;
+               d["quantum"] = a.quantum;
+               d["liability_weight"] = a.weights.liability_weight;
+               d["imf_factor"] = a.weights.imf_factor;
+               d["weight_quantum"] = a.weights.weight_quantum;
+               d["liquidator_fee"] = a.liquidator_fee;
+               return d;
+             });
+           })
+      .def("instrument_spec",
+           [](const Engine& e, int id) {
+             return guarded([&] {
+               const InstrumentSpec& in = e.instrument(id);
+               py::dict d;
+               d["name"] = in.name;
+               d["kind"] = static_cast<int>(in.kind);
+               d["underlying"] = in.underlying;
+               d["settle"] = in.settle;
+               d["inverse"] = in.terms.inverse;
+               d["contract_size"] = in.terms.contract_size;
+               d["strike"] = in.terms.strike;
+               d["cp"] = static_cast<int>(in.terms.cp);
+               d["expiry"] = in.expiry;
+               d["model"] = in.model;
+               d["taker_fee"] = in.taker_fee;
+               return d;
+             });
+           })
       .def("set_price", [](Engine& e, int asset, double price, double time) {
         return guarded([&] { return e.set_price(asset, price, time); });
       })
@@ -484,8 +520,19 @@ void register_engine(py::module_& m) {
                const ScenarioSet& s = e.scenario_set(id);
                py::list sc;
                for (const auto& x : s.scenarios) sc.append(py::make_tuple(x.move, int(x.vol), x.weight));
+               py::dict vol;
+               vol["vol_up"] = s.vol.up;
+               vol["vol_down"] = s.vol.down;
+               vol["relative"] = s.vol.relative;
+               vol["scale_by_dte"] = s.vol.scale_by_dte;
+               vol["pivot_days"] = s.vol.pivot_days;
+               vol["floor_days"] = s.vol.floor_days;
+               vol["p_short"] = s.vol.p_short;
+               vol["p_long"] = s.vol.p_long;
+               vol["min_vol_up"] = s.vol.min_vol_up;
                return py::make_tuple(s.name, sc, s.im_factor, s.short_option_charge,
-                                     s.delta_charge);
+                                     s.delta_charge, vol, static_cast<int>(s.measure),
+                                     s.confidence, s.joint_underlyings, s.joint_moves);
              });
            })
       .def_property("portfolio_offset", &Engine::portfolio_offset, [](Engine& e, double x) {

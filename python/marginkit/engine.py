@@ -558,12 +558,52 @@ class Engine:
         self._core.set_underlying_scenarios(self._asset(underlying), sid)
 
     def scenario_set_info(self, scenario_set: str | int) -> dict[str, Any]:
-        """A scenario set's name, scenarios ``(move, vol, weight)``, IM factor and
-        add-on charges."""
-        name, scen, im_factor, short_charge, delta_charge = self._core.scenario_set(
-            self._scenario_set(scenario_set))
-        return {"name": name, "scenarios": scen, "im_factor": im_factor,
-                "short_option_charge": short_charge, "delta_charge": delta_charge}
+        """A scenario set as data: its ``name`` and every keyword argument of
+        :meth:`add_scenario_set` (scenarios ``(move, vol, weight)``, the
+        volatility-shock model, IM factor, add-on charges, loss measure and
+        confidence, and ``joint_moves`` for a historical set), so that
+        ``add_scenario_set(other, **without_name)`` makes an identical set."""
+        (name, scen, im_factor, short_charge, delta_charge, vol, measure, confidence,
+         joint, joint_moves) = self._core.scenario_set(self._scenario_set(scenario_set))
+        info: dict[str, Any] = {"name": name, "scenarios": scen, **vol,
+                                "im_factor": im_factor, "short_option_charge": short_charge,
+                                "delta_charge": delta_charge,
+                                "measure": ("worst", "var", "es")[measure],
+                                "confidence": confidence}
+        if joint:
+            n = len(scen)
+            names = self.assets
+            info["joint_moves"] = {names[u]: list(joint_moves[j * n:(j + 1) * n])
+                                   for j, u in enumerate(joint)}
+        return info
+
+    def asset_info(self, asset: str | int) -> dict[str, Any]:
+        """An asset's static data as :meth:`add_asset` takes it (``name``,
+        ``haircuts``, ``quantum``, the spot weights and ``liquidator_fee``), plus
+        its current USD ``price``."""
+        aid = self._asset(asset)
+        info = dict(self._core.asset_spec(aid))
+        info["price"] = self._core.price(aid)
+        return info
+
+    def instrument_info(self, instrument: str | int) -> dict[str, Any]:
+        """An instrument's static data as :meth:`add_instrument` takes it: ``name``,
+        ``kind``, ``underlying``, ``settle`` (asset names), ``inverse``,
+        ``contract_size``, ``strike`` and ``cp`` (options; else None), ``expiry``
+        (unix seconds; None for spot and perpetuals), ``model`` (its name) and
+        ``taker_fee``."""
+        d = dict(self._core.instrument_spec(self._instr(instrument)))
+        kinds = {v: k for k, v in _KINDS.items()}
+        names = self.assets
+        d["kind"] = kinds[d["kind"]]
+        d["underlying"] = names[d["underlying"]]
+        d["settle"] = names[d["settle"]]
+        option = d["kind"] == "option"
+        d["strike"] = d["strike"] if option else None
+        d["cp"] = ("C" if d["cp"] > 0 else "P") if option else None
+        d["expiry"] = d["expiry"] or None
+        d["model"] = self._core.model_name(d["model"])
+        return d
 
     def set_mode(self, account: str | int, mode: str) -> None:
         """``"cross"`` (per-position standard margin, summed) or ``"portfolio"``

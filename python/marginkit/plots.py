@@ -129,8 +129,9 @@ def pnl_profile_data(engine: Engine, account: str | int, *, underlying: str | No
     (:meth:`Engine.dominant_underlying`). ``moves``: relative price moves
     (default -30 % to +30 % in 1 % steps). ``vol_model``: the volatility shocks,
     as keyword arguments of :meth:`Engine.add_scenario_set` (a preset's dict such
-    as ``scenarios.span(...)`` works; other keys are ignored); default the
-    :func:`marginkit.scenarios.deribit` preset's shocks.
+    as ``scenarios.span(...)`` works; other keys are ignored); default the shocks
+    of the underlying's own scenario set, else the
+    :func:`marginkit.scenarios.deribit` preset's.
 
     The revaluation is the engine's own: on a copy, a scenario set with one
     scenario per move and vol shock (weight 1) is given to the underlying and
@@ -154,12 +155,6 @@ def pnl_profile_data(engine: Engine, account: str | int, *, underlying: str | No
     if not np.all(np.isfinite(mv)) or np.any(mv <= -1.0):
         raise ValueError("moves must be finite and > -1")
     mv = np.unique(mv)
-    if vol_model is None:
-        from . import scenarios
-
-        vol_model = scenarios.deribit()
-    shocks = {k: vol_model[k] for k in VOL_MODEL_KEYS if k in vol_model}
-
     copy = _scratch(engine)
     copy.set_mode(name, "portfolio")
     grid_rows: list[tuple[float, int, float]] = []
@@ -168,9 +163,16 @@ def pnl_profile_data(engine: Engine, account: str | int, *, underlying: str | No
     if own is not None:
         set_name = own["set"]
         info = copy.scenario_set_info(set_name)
+        if vol_model is None:  # the underlying's own set's volatility shocks
+            vol_model = info
         for (m, v, w), p in zip(info["scenarios"], own["pnl"], strict=True):
             if w > 0 and mv[0] <= m <= mv[-1]:
                 grid_rows.append((float(m), int(v), float(p) / w))
+    if vol_model is None:
+        from . import scenarios
+
+        vol_model = scenarios.deribit()
+    shocks = {k: vol_model[k] for k in VOL_MODEL_KEYS if k in vol_model}
     copy.add_scenario_set(_PROFILE_SET, [(float(m), v, 1.0) for m in mv for v in (-1, 0, 1)],
                           **shocks)
     copy.set_scenarios(u, _PROFILE_SET)
