@@ -1101,3 +1101,34 @@ def test_round_trip_keeps_sets_modes_and_requirements():
     for e in (eng, back):
         e.set_mode("pm_btc", "cross")
     assert back.summary("pm_btc").im == eng.summary("pm_btc").im
+
+
+# =============================================================================================
+# The batch pass: evaluate_all's fast path for plain portfolio accounts
+# =============================================================================================
+
+@pytest.mark.parametrize("offset", [0.0, 0.5])
+def test_evaluate_all_equals_each_accounts_own_refresh(offset):
+    """A book mixing plain portfolio accounts (the batch fast path: grid sets, no
+    resting orders), portfolio accounts with resting orders or a standard-margined
+    position, cross accounts, several margin assets and both set kinds: the batch
+    pass gives exactly what each account's own full refresh gives, to the bit."""
+    rng = np.random.default_rng(11)
+    eng = demo({"BTC": scn.deribit(), "ETH": scn.span(scan_range=0.15, vol_range=0.1),
+                "SOL": scn.simple_grid(im_factor=1.25)})
+    eng.portfolio_offset = offset
+    names = [n for n in eng.instruments]
+    for k in range(60):
+        margin = ["USDC", "BTC", "ETH"][k % 3]
+        book = [(names[j], float(rng.choice([-1, 1]) * rng.integers(1, 20)))
+                for j in rng.choice(len(names), size=rng.integers(1, 9), replace=False)]
+        a = account(eng, f"a{k}", margin, mode="cross" if k % 7 == 0 else "portfolio",
+                    book=book)
+        if k % 5 == 0:
+            eng.place_order(a, book[0][0], 1.0, eng.mark(book[0][0]))
+    eng.set_price("BTC", eng.price("BTC") * 1.01)  # a market update: every cache stale
+    batch = eng.evaluate_all()
+    for k in range(60):
+        eng.portfolio(k)  # the general refresh, keeping the account's groups
+        s = eng.summary(k)
+        assert (batch.equity[k], batch.im[k], batch.mm[k]) == (s.equity, s.im, s.mm), k

@@ -503,7 +503,7 @@ void Engine::evaluate_all(double* equity, double* im, double* mm, double* availa
       if (i + 2 * kPrefetchAhead < e) prefetch_account(accounts_[i + 2 * kPrefetchAhead]);
       if (i + kPrefetchAhead < e) prefetch_heap(accounts_[i + kPrefetchAhead]);
       Account& a = accounts_[i];
-      refresh_sums(a);
+      if (!refresh_batch(a)) refresh_sums(a);
       const AccountSummary s = summarize(a);
       if (equity) equity[i] = s.equity;
       if (im) im[i] = s.im;

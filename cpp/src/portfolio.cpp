@@ -20,6 +20,9 @@ constexpr std::size_t kRiskGrain = 128;
 // multiple of this many doubles, so the SIMD kernels read whole vectors.
 constexpr std::size_t kRowPad = 8;
 constexpr std::size_t padded(std::size_t ns) { return (ns + kRowPad - 1) / kRowPad * kRowPad; }
+// Scenario vectors the batch fast path keeps on the stack (larger sets take the
+// general path).
+constexpr std::size_t kMaxBatchScenarios = 256;
 
 [[noreturn]] void bad(const std::string& what) { throw std::invalid_argument(what); }
 
@@ -470,6 +473,78 @@ void Engine::finish_portfolio(Account& a, std::vector<Group>& groups, PortfolioS
   a.credit_im = credit.second;
   mm -= credit.first;
   im -= credit.second;
+}
+
+// The batch fast path of refresh_sums() for the common portfolio account: every
+// position scenario-margined on a grid (non-joint) set, no resting orders, no
+// offset between underlyings. Each group's rows and weights are gathered on the
+// stack and summed by the same kernel in the same order as refresh(), so the
+// sums are those refresh_sums() gives (tests/test_portfolio.py checks it); any
+// other account returns false untouched and takes the general path.
+bool Engine::refresh_batch(Account& a) {
+  if (a.stamp == stamp_) return true;
+  if (a.mode != MarginMode::portfolio || offset_ > 0.0) return false;
+  constexpr int kGroups = 4;
+  constexpr std::size_t kRows = 32;
+  const std::size_t n = a.positions.size();
+  if (n > kRows) return false;
+  struct Acc {
+    int key;
+    std::size_t count;
+    double shorts, delta;
+    const double* rows[kRows];
+    double w[kRows];
+  };
+  Acc acc[kGroups];
+  int groups = 0;
+  const int margin = a.margin_asset;
+  const double margin_price = assets_[margin].price;
+  double eq = 0.0;
+  for (const Position& p : a.positions) {
+    const InstrumentState& st = istate_[p.instrument];
+    if (!st.row || st.group < 0 || p.bids > 0.0 || p.asks > 0.0) return false;
+    int g = 0;
+    while (g < groups && acc[g].key != st.group) ++g;
+    if (g == groups) {
+      if (groups == kGroups) return false;
+      acc[g].key = st.group;
+      acc[g].count = 0;
+      acc[g].shorts = acc[g].delta = 0.0;
+      ++groups;
+    }
+    const double f = st.settle == margin ? 1.0 : assets_[st.settle].price / margin_price;
+    eq += position_value(st.kind, st.inverse, st.cs, p.size, p.entry, st.mark) * f;
+    Acc& x = acc[g];
+    x.rows[x.count] = st.row;
+    x.w[x.count++] = p.size * f;
+    if (st.kind == InstrumentKind::option) x.shorts += std::max(0.0, -p.size) * st.cs;
+    x.delta += p.size * st.delta;
+  }
+  double oldest = assets_[margin].time;
+  for (const Position& p : a.positions) oldest = std::min(oldest, istate_[p.instrument].time);
+  a.collateral = collateral_of(a, &oldest);
+  double im = 0.0, mm = 0.0;
+  const auto weighted_rows = simd::active_kernels().weighted_rows;
+  alignas(64) double pnl[kMaxBatchScenarios];
+  for (int g = 0; g < groups; ++g) {
+    const int set = underlying_set_[acc[g].key];
+    const std::size_t len = padded(sets_[set].scenarios.size());
+    if (len > kMaxBatchScenarios) return false;  // nothing written to the account yet
+    weighted_rows(len, acc[g].count, acc[g].rows, acc[g].w, pnl);
+    const Requirement r =
+        group_requirement(set, acc[g].key, pnl, acc[g].shorts, acc[g].delta, margin_price);
+    im += r.im;
+    mm += r.mm;
+  }
+  a.sum_im = im;
+  a.sum_mm = mm;
+  a.sum_pos_equity = eq;
+  a.oldest = oldest;
+  a.priced = std::isfinite(a.collateral) && std::isfinite(im + mm + eq);
+  a.credit_mm = a.credit_im = 0.0;
+  a.groups_stamp = 0;
+  a.stamp = stamp_;
+  return true;
 }
 
 void Engine::ensure_state() {

@@ -449,6 +449,9 @@ class Engine {
   void refresh(Account& a) { refresh_impl(a, true); }
   void refresh_sums(Account& a) { refresh_impl(a, false); }
   void refresh_impl(Account& a, bool keep_groups);
+  // refresh_sums() for a plain portfolio account, without per-account group
+  // state (batch passes); false, with nothing changed, for any other account.
+  bool refresh_batch(Account& a);
   // Batch passes hide memory latency by prefetching an account, then its heap blocks.
   static void prefetch_account(const Account& a) noexcept;
   static void prefetch_heap(const Account& a) noexcept;
