@@ -423,7 +423,7 @@ AccountSummary Engine::summarize(const Account& a) const noexcept {
 
 AccountSummary Engine::summary(int account) {
   Account& a = acct(account);
-  refresh_sums(a);
+  if (!refresh_batch(a)) refresh_sums(a);
   return summarize(a);
 }
 

@@ -484,8 +484,9 @@ void Engine::finish_portfolio(Account& a, std::vector<Group>& groups, PortfolioS
 bool Engine::refresh_batch(Account& a) {
   if (a.stamp == stamp_) return true;
   if (a.mode != MarginMode::portfolio || offset_ > 0.0) return false;
+  ensure_state();  // batch callers built it before their threads started
   constexpr int kGroups = 4;
-  constexpr std::size_t kRows = 32;
+  constexpr std::size_t kRows = 64;
   const std::size_t n = a.positions.size();
   if (n > kRows) return false;
   struct Acc {
