@@ -926,11 +926,15 @@ Engine::LiquidationPrices Engine::liquidation_prices(int account, int underlying
     return equity - thr * mm;
   };
   if (!(gap(p0) > 0.0)) return {p0, p0};
-  // Walk out in 1% steps to the first sign change, then bisect to the last bit.
+  // Walk out to the first sign change, in 1% steps within a factor of 2 of
+  // today's price and 25% steps beyond it (to 1e-6x / 1e6x), then bisect to the
+  // last bit.
   auto search = [&](double dir) {
-    double good = p0;
-    for (int k = 1; k <= 1400; ++k) {
-      const double P = p0 * std::pow(1.01, dir * k);
+    double good = p0, x = 0.0;  // x: ln(P / p0) x dir
+    const double near = std::log(2.0), far = std::log(1e6);
+    while (x < far) {
+      x = std::min(far, x + (x < near ? std::log(1.01) : std::log(1.25)));
+      const double P = p0 * std::exp(dir * x);
       if (gap(P) <= 0.0) {
         double lo = good, hi = P;  // gap(lo) > 0 >= gap(hi)
         while (true) {

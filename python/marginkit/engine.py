@@ -1135,7 +1135,9 @@ class Engine:
         """The prices of ``underlying`` at which the account reaches liquidation
         (equity = liquidation threshold x MM), nearest below and above today's
         price (NaN where none within 1e-6x to 1e6x; today's price if it is
-        already there). Default underlying: the account's largest exposure.
+        already there). The search walks out in 1 % steps within a factor of 2
+        of today's price and 25 % steps beyond, then bisects the crossing it
+        finds. Default underlying: the account's largest exposure.
         Futures keep their basis ratio, options are repriced with Black-76 at
         their implied volatility, collateral in the underlying is revalued; the
         crossing is exact across tiers (to the last bit)."""

@@ -251,7 +251,9 @@ class Engine {
   // ---- liquidation prices ---------------------------------------------------
   // The prices of `underlying` (everything else fixed) at which equity falls to
   // the liquidation threshold x MM: the nearest below and above today's price,
-  // NaN where there is none between 1e-6x and 1e6x. Futures marks keep their
+  // NaN where there is none between 1e-6x and 1e6x (the walk out steps 1 %
+  // within a factor of 2 of today's price, 25 % beyond, so a liquidation window
+  // narrower than the step there can be stepped over). Futures marks keep their
   // basis ratio; options are repriced with Black-76 at the volatility implied by
   // their mark; collateral in the underlying is revalued. Tiers are exact: the
   // crossing is found on the exact piecewise function, to the last bit. An
