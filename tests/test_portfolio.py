@@ -1108,11 +1108,12 @@ def test_round_trip_keeps_sets_modes_and_requirements():
 # =============================================================================================
 
 @pytest.mark.parametrize("offset", [0.0, 0.5])
-def test_evaluate_all_equals_each_accounts_own_refresh(offset):
+def test_evaluate_all_equals_each_accounts_own_refresh(offset, isa):
     """A book mixing plain portfolio accounts (the batch fast path: grid sets, no
     resting orders), portfolio accounts with resting orders or a standard-margined
     position, cross accounts, several margin assets and both set kinds: the batch
-    pass gives exactly what each account's own full refresh gives, to the bit."""
+    pass gives exactly what each account's own full refresh gives, to the bit, on
+    every instruction-set path (both use the same scenario kernel)."""
     rng = np.random.default_rng(11)
     eng = demo({"BTC": scn.deribit(), "ETH": scn.span(scan_range=0.15, vol_range=0.1),
                 "SOL": scn.simple_grid(im_factor=1.25)})
