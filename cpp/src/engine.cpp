@@ -499,7 +499,7 @@ void Engine::evaluate_all(double* equity, double* im, double* mm, double* availa
   ensure_state();  // once, here: refreshing accounts on many threads only reads it
   parallel_for(accounts_.size(), 4096, [&](std::size_t b, std::size_t e) {
     for (std::size_t i = b; i < e; ++i) {
-      // Memory-bound: fetch accounts ahead, then the heap blocks they point to.
+      // Fetch accounts ahead, then the heap blocks they point to.
       if (i + 2 * kPrefetchAhead < e) prefetch_account(accounts_[i + 2 * kPrefetchAhead]);
       if (i + kPrefetchAhead < e) prefetch_heap(accounts_[i + kPrefetchAhead]);
       Account& a = accounts_[i];
