@@ -104,6 +104,18 @@ def test_preset_by_name(small):
            [(a, ref.summary(a).im, ref.summary(a).mm) for a in ref.accounts]
 
 
+def test_no_liquidation_prices_skips_only_them(small):
+    book, market = small
+    full = run_json("--book", book, "--market", market)
+    lean = run_json("--book", book, "--market", market, "--no-liquidation-prices")
+    assert any(r["liquidation_below"] is not None or r["liquidation_above"] is not None
+               for r in full["accounts"])
+    for a, b in zip(full["accounts"], lean["accounts"], strict=True):
+        assert (b["liquidation_below"], b["liquidation_above"]) == (None, None)
+        assert {k: v for k, v in a.items() if not k.startswith("liquidation_")} == \
+               {k: v for k, v in b.items() if not k.startswith("liquidation_")}
+
+
 @pytest.mark.parametrize("ext", ["csv", "json", "parquet"])
 def test_results_files(small, tmp_path, ext):
     book, market = small

@@ -25,6 +25,7 @@ row (1-based, as a user counts them: the first row under the CSV header is row
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import os
@@ -88,6 +89,13 @@ _DEFAULT_MODELS: dict[str, dict[tuple[str, str | None], str]] = {
     "bybit": {("option", None): "bybit_options"},
 }
 
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_symbol_cached(name: str) -> InstrumentSpec:
+    """parse_symbol, once per distinct symbol (a book repeats a few instruments
+    over millions of rows; specs are immutable)."""
+    return parse_symbol(name)
 
 class InputError(ValueError):
     """Bad user data: the message names the source (file), the row and the column.
@@ -194,7 +202,7 @@ class _Table:
         name = self.text(i, column, needed_by)
         assert name is not None
         try:
-            spec = parse_symbol(name)
+            spec = _parse_symbol_cached(name)
         except (ValueError, TypeError) as exc:
             raise self.error(i, column, f"unknown instrument symbol: {exc}") from None
         if spec.kind is InstrumentKind.SPOT:

@@ -67,7 +67,9 @@ def main(args: argparse.Namespace) -> int:
                   MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True,
                   disable=not live) as progress:
         task = progress.add_task("Margining accounts", total=len(venue.accounts))
-        rows = io.account_results(venue, progress=lambda k: progress.update(task, completed=k))
+        rows = io.account_results(
+            venue, liquidation_prices=not getattr(args, "no_liquidation_prices", False),
+            progress=lambda k: progress.update(task, completed=k))
     positions = io.position_results(venue)
     written = []
     if args.out:
