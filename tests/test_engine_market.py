@@ -846,3 +846,20 @@ def test_inverse_perp_in_a_coin_account_liquidation_price(contracts, deposit, ra
                                         rel=1e-12)
     if contracts > 0:
         assert math.isnan(above)
+
+
+def test_liquidation_prices_all_equals_each_account():
+    """The threaded whole-book call gives each account's own liquidation prices
+    along its dominant underlying, bit for bit (cross and portfolio accounts)."""
+    from marginkit import demo_book
+
+    eng = demo_book.build_engine(n_accounts=400, risk=True)
+    for name in eng.accounts[::3]:
+        eng.set_mode(name, "portfolio")
+    underlying, below, above = eng.liquidation_prices_all()
+    assert len(underlying) == below.size == above.size == len(eng.accounts)
+    for i in range(len(eng.accounts)):
+        assert underlying[i] == eng.dominant_underlying(i)
+        want = eng.liquidation_prices(i) if underlying[i] else (math.nan, math.nan)
+        assert same((below[i], above[i]), want), i
+    assert np.isfinite(below).sum() > 100

@@ -442,6 +442,19 @@ void register_engine(py::module_& m) {
           return py::make_tuple(lp.below, lp.above);
         });
       })
+      .def("liquidation_prices_all",
+           [](Engine& e) {
+             const auto n = static_cast<py::ssize_t>(e.num_accounts());
+             py::array_t<int> underlying(n);
+             py::array_t<double> below(n), above(n);
+             int* pu = underlying.mutable_data();
+             double *pb = below.mutable_data(), *pa = above.mutable_data();
+             {
+               py::gil_scoped_release release;
+               e.liquidation_prices_all(pu, pb, pa);
+             }
+             return py::make_tuple(underlying, below, above);
+           })
       .def("dominant_underlying",
            [](Engine& e, int a) { return guarded([&] { return e.dominant_underlying(a); }); })
       .def("add_accounts", [](Engine& e, const std::vector<std::string>& names, int asset) {

@@ -857,6 +857,21 @@ int Engine::dominant_underlying(int account) {
   return best;
 }
 
+void Engine::liquidation_prices_all(int* underlying, double* below, double* above) {
+  ensure_state();  // once, here: the threads only read it
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  parallel_for(accounts_.size(), 64, [&](std::size_t b, std::size_t e) {
+    for (std::size_t i = b; i < e; ++i) {
+      const int id = static_cast<int>(i);
+      const int u = dominant_underlying(id);
+      const LiquidationPrices lp = u >= 0 ? liquidation_prices(id, u) : LiquidationPrices{nan, nan};
+      underlying[i] = u;
+      below[i] = lp.below;
+      above[i] = lp.above;
+    }
+  });
+}
+
 Engine::LiquidationPrices Engine::liquidation_prices(int account, int underlying) {
   Account& a = acct(account);
   check_asset(underlying);

@@ -214,6 +214,10 @@ class Engine:
         arg1: int,
         arg2: typing.Annotated[numpy.typing.ArrayLike, numpy.float64],
     ) -> None: ...
+    def liquidation_prices_all(
+        self,
+    ) -> tuple[numpy.typing.NDArray[numpy.int32], numpy.typing.NDArray[numpy.float64],
+               numpy.typing.NDArray[numpy.float64]]: ...
     def dominant_underlying(self, arg0: int) -> int: ...
     def evaluate_all(
         self,

@@ -1150,6 +1150,15 @@ class Engine:
             uid = self._asset(underlying)
         return self._core.liquidation_prices(aid, uid)
 
+    def liquidation_prices_all(self) -> tuple[list[str | None], np.ndarray, np.ndarray]:
+        """:meth:`liquidation_prices` of every account along its dominant
+        underlying, on the thread pool (GIL released): ``(underlying, below,
+        above)``, the underlying names (None without positions) and two float64
+        arrays by account id (NaN where there is none)."""
+        uids, below, above = self._core.liquidation_prices_all()
+        names = self.assets
+        return [names[u] if u >= 0 else None for u in uids.tolist()], below, above
+
     def dominant_underlying(self, account: str | int) -> str | None:
         """The underlying of the account's largest exposure (gross USD notional of
         its positions), the default of :meth:`liquidation_prices`; None without

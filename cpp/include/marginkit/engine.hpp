@@ -264,6 +264,9 @@ class Engine {
   LiquidationPrices liquidation_prices(int account, int underlying);
   // The underlying with the largest absolute notional in the account (-1: none).
   int dominant_underlying(int account);
+  // Every account at once (threads): its dominant underlying (-1: none) and the
+  // liquidation prices along it (NaN without one); arrays of num_accounts().
+  void liquidation_prices_all(int* underlying, double* below, double* above);
 
   // ---- liquidation (cpp/src/liquidation.cpp) -----------------------------------
   void set_liquidity(int instrument, const LiquidityModel& model);
