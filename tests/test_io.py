@@ -277,3 +277,125 @@ def test_files_that_are_not_tables(tmp_path):
     with pytest.raises(io.InputError, match=r"c.csv, row 1 \(line 2\): 3 fields but the header "
                                             r"has 2"):
         io.read_book(tmp_path / "c.csv")
+
+
+# ---- the columnar reader gives what the row-by-row reader gives --------------------------
+
+def _plain_value(v):
+    if isinstance(v, float) and math.isnan(v):
+        return "NaN"
+    return v
+
+
+def _plain_ref(ref):
+    t = ref.table
+    return (t.source, tuple(t.columns), t.label, t.lines, ref.index, ref.column,
+            t.where(ref.index))
+
+
+def _plain_book(book):
+    """A Book as plain values (references as where they point, not identity)."""
+    tables = {id(r.table): r.table for a in book.accounts.values()
+              for r in (a.ref, *(x[-1] for x in (*a.balances.values(), *a.positions.values(),
+                                                  *a.orders, *a.isolated.values())))}
+    rows = [[{k: _plain_value(v) for k, v in row.items()} for row in t.rows]
+            for t in tables.values()]
+    accounts = [(k, a.name, a.mode, a.margin_asset, _plain_ref(a.ref),
+                 [(s, x, _plain_ref(r)) for s, (x, r) in a.balances.items()],
+                 [(s, x, e, _plain_ref(r)) for s, (x, e, r) in a.positions.items()],
+                 [(s, x, p, _plain_ref(r)) for s, x, p, r in a.orders],
+                 [(s, x, _plain_ref(r)) for s, (x, r) in a.isolated.items()])
+                for k, a in book.accounts.items()]
+    symbols = [(s, spec, _plain_ref(r)) for s, (spec, r) in book.symbols.items()]
+    return book.source, accounts, symbols, rows
+
+
+def _both(source, *, fast=True):
+    """read_book's result (or error) and the row-by-row reader's, as plain values."""
+    out = []
+    for read in (io.read_book, lambda s: io._read_book_rows(s, None)):
+        try:
+            out.append(_plain_book(read(source)))
+        except Exception as exc:  # compared below
+            out.append((type(exc), str(exc)))
+    if fast:  # the columnar reader took it (no fall-back)
+        io._read_book_columns(source, None)
+    return out
+
+
+@pytest.fixture
+def book_inputs(tmp_path):
+    """The small book and the shipped example as CSV, JSON, Parquet, a DataFrame
+    and records."""
+    inputs = {}
+    cases.write_csv(cases.BOOK, cases.BOOK_COLUMNS, tmp_path / "small.csv")
+    (tmp_path / "small.json").write_text(json.dumps(cases.BOOK))
+    pd.read_csv(tmp_path / "small.csv").to_parquet(tmp_path / "small.parquet")
+    pd.read_csv("examples/book.csv").to_parquet(tmp_path / "example.parquet")
+    for ext in ("csv", "json", "parquet"):
+        inputs[f"small.{ext}"] = tmp_path / f"small.{ext}"
+    inputs["small records"] = cases.BOOK
+    inputs["small DataFrame"] = pd.DataFrame(cases.BOOK)
+    inputs["small DataFrame from CSV"] = pd.read_csv(tmp_path / "small.csv")
+    inputs["example.csv"] = "examples/book.csv"
+    inputs["example.json"] = "examples/book.json"
+    inputs["example.parquet"] = tmp_path / "example.parquet"
+    inputs["example DataFrame"] = pd.read_csv("examples/book.csv")
+    with open("examples/book.json") as f:
+        inputs["example records"] = json.load(f)
+    return inputs
+
+
+@pytest.mark.parametrize("which", ["small.csv", "small.json", "small.parquet", "small records",
+                                   "small DataFrame", "small DataFrame from CSV",
+                                   "example.csv", "example.json", "example.parquet",
+                                   "example DataFrame", "example records"])
+def test_the_columnar_reader_gives_the_same_book(book_inputs, which):
+    fast, rows = _both(book_inputs[which])
+    assert fast == rows
+    assert fast[1]  # accounts were read
+
+
+@pytest.mark.parametrize("text, fast", [
+    ("type,account,margin_asset\naccount,a,USDC\n", True),
+    ("\ufefftype,account,margin_asset\r\naccount,a,USDC\r\naccount, b ,BTC", True),
+    ("type,account,margin_asset\n\naccount,a,USDC\n", False),          # a blank line
+    ("type,account,margin_asset\n,,\naccount,a,USDC\n", False),        # blank cells only
+    ('type,account,margin_asset\naccount,"a,1",USDC\n', False),        # quoted
+    ("type,account,margin_asset\naccount,a\n", False),                 # a short row
+    ("type,account,margin_asset\naccount,a,USDC,x\n", False),          # a long row
+    ("type,account,account\naccount,a,USDC\n", False),                 # duplicate column
+    ("type,account,margin_asset\n", True),                             # no rows
+    ("account,margin_asset\n", False),                                 # no 'type' column
+    ("", False),
+    ("type,account,margin_asset,asset,amount\naccount,a,USDC,,\nbalance,a,,USDC,1_000\n"
+     "balance,a,,BTC, 2e-3 \n", True),
+    ("type,account,margin_asset,asset,amount\naccount,a,USDC,,\nbalance,a,,USDC,inf\n", False),
+    ("type,account,margin_asset,asset,amount\naccount,a,USDC,,\nbalance,a,,USDC,-0.0\n", True),
+])
+def test_csv_files_the_columnar_reader_takes_or_leaves(tmp_path, text, fast):
+    path = tmp_path / "b.csv"
+    path.write_bytes(text.encode("utf-8"))
+    if not fast:
+        with pytest.raises(io._Fallback):
+            io._read_book_columns(path, None)
+    got, want = _both(path, fast=fast)
+    assert got == want
+
+
+@pytest.mark.parametrize("change", [
+    {"amount": True}, {"amount": "12"}, {"amount": 12}, {"amount": None}, {"amount": ""},
+    {"amount": float("nan")}, {"amount": "nan"}, {"amount": -0.0}, {"asset": 5},
+    {"asset": 5.0}, {"asset": None}, {"account": " alice "}, {"type": "BALANCE"},
+    {"type": 3}])
+def test_records_cells_of_any_type(change):
+    """Each cell, whatever its type, gives the same value or the same error."""
+    got, want = _both(bad(cases.BOOK, 1, **change), fast=False)
+    assert got == want
+
+
+@pytest.mark.parametrize("which, rows, row, column, message",
+                         [b for b in BAD if b[0] == "book"])
+def test_bad_books_fall_back_to_the_same_error(which, rows, row, column, message):
+    got, want = _both(rows, fast=False)
+    assert got == want
