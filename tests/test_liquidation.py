@@ -984,7 +984,8 @@ def test_cascade_stops_after_one_quiet_round():
     eng.fill("safe", BTC, 1.0, 100_000.0, fee=0.0)
     rounds = eng.cascade("BTC", -0.2, impact=0.01)
     assert rounds == [dict(round=1, liquidated=0, volume=0.0, price=80_000.0, bad_debt=0.0,
-                           fund=0.0, adl_volume=0.0, socialized=0.0)]
+                           fund=0.0, adl_volume=0.0, socialized=0.0, spot_transfers=0,
+                           spot_value=0.0)]
 
 
 def test_cascade_worked_example():

@@ -72,6 +72,7 @@ py::dict plan_dict(const LiquidationPlan& p) {
   d["equity_after"] = p.equity_after;
   d["requirement_after"] = p.requirement_after;
   d["restored"] = p.restored;
+  d["needs_spot"] = p.needs_spot;
   py::list steps;
   for (const auto& s : p.steps) {
     py::dict st;
@@ -687,9 +688,16 @@ void register_engine(py::module_& m) {
       })
       .def("plan_liquidation",
            [](Engine& e, int a) { return guarded([&] { return plan_dict(e.plan_liquidation(a)); }); })
-      .def("liquidate", [](Engine& e, int a) {
+      .def("spot_cure", [](Engine& e, int a) {
         return guarded([&] {
-          const LiquidationResult r = e.liquidate(a);
+          py::list out;
+          for (const auto& s : e.spot_cure(a)) out.append(spot_dict(s));
+          return out;
+        });
+      })
+      .def("liquidate", [](Engine& e, int a, bool spot) {
+        return guarded([&] {
+          const LiquidationResult r = e.liquidate(a, spot);
           py::dict d;
           d["plan"] = plan_dict(r.plan);
           d["fees_to_fund"] = r.fees_to_fund;
@@ -700,9 +708,12 @@ void register_engine(py::module_& m) {
           d["socialized"] = r.socialized;
           d["adl_accounts"] = r.adl_accounts;
           d["market_fills"] = r.market_fills;
+          py::list spot_list;
+          for (const auto& s : r.spot) spot_list.append(spot_dict(s));
+          d["spot"] = spot_list;
           return d;
         });
-      })
+      }, py::arg("account"), py::arg("spot") = false)
       .def("adl_ranking", [](Engine& e, int i, int side) {
         return guarded([&] { return e.adl_ranking(i, side); });
       })
@@ -742,6 +753,8 @@ void register_engine(py::module_& m) {
             d["fund"] = r.fund;
             d["adl_volume"] = r.adl_volume;
             d["socialized"] = r.socialized;
+            d["spot_transfers"] = r.spot_transfers;
+            d["spot_value"] = r.spot_value;
             out.append(d);
           }
           return out;

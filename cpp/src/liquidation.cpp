@@ -472,6 +472,16 @@ LiquidationPlan Engine::plan_liquidation(int account) {
   plan.equity_after = equity(sim);
   plan.requirement_after = liquidation_requirement(sim);
   plan.restored = gap_of(sim) >= 0.0 || sim.positions.empty();
+  if (gap_of(sim) < 0.0) {
+    bool borrow = false, deposit = false;
+    for (std::size_t i = 0; i < sim.balances.size(); ++i) {
+      if (!(assets_[i].price > 0.0)) continue;
+      borrow = borrow || sim.balances[i] < 0.0;
+      deposit = deposit || sim.balances[i] > 0.0;
+    }
+    // A borrow and a deposit in one asset cannot be: a balance has one sign.
+    plan.needs_spot = borrow && deposit;
+  }
   return plan;
 }
 
@@ -533,6 +543,42 @@ SpotLiquidation Engine::liquidate_spot(int account, int liability, int asset) {
   return s;
 }
 
+std::vector<SpotLiquidation> Engine::spot_cure(int account) {
+  acct(account);
+  std::vector<SpotLiquidation> done;
+  const std::size_t n = assets_.size();
+  std::vector<char> used(n * n, 0);  // each (liability, asset) pair at most once
+  while (true) {
+    const std::vector<double>& bal = accounts_[account].balances;
+    // Borrows, largest USD value first (ties: lower asset id).
+    std::vector<std::pair<double, int>> borrows;
+    for (std::size_t i = 0; i < n; ++i) {
+      const double p = assets_[i].price;
+      if (bal[i] < 0.0 && p > 0.0) borrows.emplace_back(-bal[i] * p, static_cast<int>(i));
+    }
+    std::stable_sort(borrows.begin(), borrows.end(),
+                     [](const auto& x, const auto& y) { return x.first > y.first; });
+    SpotLiquidation best;
+    for (const auto& [usd, liability] : borrows) {
+      for (std::size_t j = 0; j < n; ++j) {
+        if (static_cast<int>(j) == liability || used[liability * n + j] || !(bal[j] > 0.0) ||
+            !(assets_[j].price > 0.0)) {
+          continue;
+        }
+        const SpotLiquidation s = plan_spot_liquidation(account, liability, static_cast<int>(j));
+        if (s.liability_transfer > best.liability_transfer) best = s;  // ties: lower id
+      }
+      if (best.liability_transfer > 0.0) break;  // else the next borrow
+    }
+    if (!(best.liability_transfer > 0.0)) break;  // restored, or nothing to transfer
+    used[best.liability * n + best.asset] = 1;
+    done.push_back(liquidate_spot(account, best.liability, best.asset));
+    // A transfer sized to cure the shortage restores the account (to rounding).
+    if (best.liability_transfer >= best.to_cover) break;
+  }
+  return done;
+}
+
 // ---- auto-deleveraging ----------------------------------------------------------------
 
 std::vector<int> Engine::adl_ranking(int instrument, int side) {
@@ -576,12 +622,12 @@ std::vector<int> Engine::adl_ranking(int instrument, int side) {
 
 // ---- execution -------------------------------------------------------------------------
 
-LiquidationResult Engine::liquidate(int account) {
+LiquidationResult Engine::liquidate(int account, bool spot) {
   acct(account);
-  return execute_plan(plan_liquidation(account));
+  return execute_plan(plan_liquidation(account), spot);
 }
 
-LiquidationResult Engine::execute_plan(LiquidationPlan plan) {
+LiquidationResult Engine::execute_plan(LiquidationPlan plan, bool spot) {
   LiquidationResult res;
   res.plan = std::move(plan);
   const int account = res.plan.account;
@@ -656,6 +702,7 @@ LiquidationResult Engine::execute_plan(LiquidationPlan plan) {
       res.market_fills.emplace_back(st.instrument, q_mkt);
     }
   }
+  if (spot) res.spot = spot_cure(account);
   // Settlement: negative equity is bad debt; the fund pays what it can, and
   // what is left, once nothing remains to deleverage, is written off.
   refresh(a);
@@ -757,14 +804,15 @@ std::vector<Engine::CascadeRound> Engine::cascade(int underlying, double shock, 
   move_underlying(underlying, assets_[underlying].price * (1.0 + shock));
   std::vector<CascadeRound> rounds;
   for (int r = 1; r <= max_rounds; ++r) {
-    CascadeRound cr{r, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    CascadeRound cr{r, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0.0};
     double net_sold = 0.0;  // units of the underlying sold by liquidations
     // Plans made in parallel are executed as they are, unless an earlier
     // liquidation of the round deleveraged the account (then it is planned again).
     std::vector<char> touched(accounts_.size(), 0);
     for (LiquidationPlan& plan : plan_all()) {
       const int id = plan.account;
-      const LiquidationResult res = touched[id] ? liquidate(id) : execute_plan(std::move(plan));
+      const LiquidationResult res =
+          touched[id] ? liquidate(id, true) : execute_plan(std::move(plan), true);
       for (int c : res.adl_accounts) touched[c] = 1;
       ++cr.liquidated;
       for (const auto& [id, qty] : res.market_fills) {  // only what reached the market
@@ -780,6 +828,10 @@ std::vector<Engine::CascadeRound> Engine::cascade(int underlying, double shock, 
       cr.bad_debt += res.bad_debt * usd;
       cr.adl_volume += res.adl_notional;
       cr.socialized += res.socialized * usd;
+      for (const SpotLiquidation& s : res.spot) {
+        ++cr.spot_transfers;
+        cr.spot_value += s.liability_transfer * assets_[s.liability].price;
+      }
     }
     const double p = assets_[underlying].price;
     const double moved = std::max(p * (1.0 - impact * net_sold), p * 1e-6);

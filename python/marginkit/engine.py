@@ -802,6 +802,19 @@ class Engine:
         return self._named_spot(self._core.liquidate_spot(
             self._acct(account), self._asset(liability), self._asset(asset)))
 
+    def spot_cure(self, account: str | int) -> list[dict[str, Any]]:
+        """Spot liquidations of an account below its target, one at a time (what
+        :meth:`cascade` does after an account's position steps): the largest
+        borrow first (USD value; ties: lower asset id) that some deposit can
+        pay, with the deposit whose planned transfer takes over the most of it
+        (ties: lower asset id), each sized by :meth:`plan_spot_liquidation` and
+        executed by :meth:`liquidate_spot`, until a transfer sized to cure the
+        shortage (``to_cover``) restores the account or nothing more can be
+        transferred; each (liability, asset) pair is used at most once (no
+        tails of rounding- or fee-sized transfers). Returns the transfers, in order
+        (empty when the account is not below its target)."""
+        return [self._named_spot(s) for s in self._core.spot_cure(self._acct(account))]
+
     def fund_insurance(self, asset: str | int, amount: float) -> None:
         """Adds ``amount`` to the insurance fund in ``asset``."""
         self._core.fund_insurance(self._asset(asset), _finite("amount", amount, positive=True))
@@ -844,17 +857,22 @@ class Engine:
         """
         return self._named_plan(self._core.plan_liquidation(self._acct(account)))
 
-    def liquidate(self, account: str | int) -> dict[str, Any]:
+    def liquidate(self, account: str | int, *, spot: bool = False) -> dict[str, Any]:
         """Executes the plan: fills at the expected prices, penalties to the
         insurance fund; a fill that would leave negative equity is paid by the
         fund, or, when the fund cannot, taken by auto-deleveraging of opposite
         positions at the bankruptcy price (ranked by :meth:`adl_ranking`); what is
-        left is socialised. Returns the plan and ``fees_to_fund``, ``bad_debt``,
+        left is socialised. With ``spot``, the steps are followed by
+        :meth:`spot_cure` before the bad debt is settled (as in :meth:`cascade`).
+        Returns the plan and ``fees_to_fund``, ``bad_debt``,
         ``fund_paid``, ``adl_volume`` (contracts), ``adl_notional`` (USD),
         ``adl_accounts``, ``market_fills`` (instrument, qty actually sent to the
-        market), ``socialized`` (margin asset unless said)."""
-        res = self._core.liquidate(self._acct(account))
+        market), ``socialized`` (margin asset unless said), ``spot`` (the spot
+        transfers, as :meth:`liquidate_spot` returns them; empty without
+        ``spot``)."""
+        res = self._core.liquidate(self._acct(account), bool(spot))
         self._named_plan(res["plan"])
+        res["spot"] = [self._named_spot(s) for s in res["spot"]]
         res["adl_accounts"] = [self._core.account_name(i) for i in res["adl_accounts"]]
         res["market_fills"] = [(self._core.instrument_name(i), q) for i, q in res["market_fills"]]
         return res
@@ -873,7 +891,12 @@ class Engine:
 
     def plan_all(self) -> list[dict[str, Any]]:
         """Every account at or below the liquidation threshold with its plan, in
-        one batch pass (threads, GIL released)."""
+        one batch pass (threads, GIL released). ``needs_spot`` in a plan: its
+        steps leave the account below its target while it holds a borrow and a
+        deposit in another asset; :meth:`cascade` (or ``liquidate(spot=True)``)
+        then continues with spot transfers (:meth:`spot_cure`). The transfers
+        are not planned here: each is sized on the account as the steps leave
+        it, by :meth:`plan_spot_liquidation`."""
         return [self._named_plan(p) for p in self._core.plan_all()]
 
     def move_underlying(self, underlying: str | int, price: float) -> None:
@@ -886,10 +909,14 @@ class Engine:
         """Stress: move ``underlying`` by ``shock`` (-0.2 = -20 %), liquidate every
         account in breach, let the liquidated volume move the price
         (``impact`` x net units sold, as a fraction of the price), and repeat to
-        a fixed point or ``max_rounds``. Per round: ``liquidated`` accounts,
+        a fixed point or ``max_rounds``. Each account's plan is executed, then,
+        if it is still below its target, spot transfers of its borrows for its
+        deposits (:meth:`spot_cure`), then its bad debt is settled; spot
+        transfers do not move the price. Per round: ``liquidated`` accounts,
         ``volume`` (units of the underlying), ``price`` after the round, and in
         USD: ``bad_debt``, ``fund`` (the insurance fund's value), ``adl_volume``
-        (notional deleveraged), ``socialized``."""
+        (notional deleveraged), ``socialized``; ``spot_transfers`` (count) and
+        ``spot_value`` (USD, the liabilities taken over at the prices)."""
         return self._core.cascade(self._asset(underlying), _finite("shock", shock),
                                   _finite("impact", impact, nonneg=True), int(max_rounds))
 

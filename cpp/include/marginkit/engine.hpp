@@ -314,14 +314,26 @@ class Engine {
   // when the fund cannot, the step is taken by auto-deleveraging: opposite
   // positions, ranked by adl_ranking, close against it at its bankruptcy price;
   // what nobody covers is written off as socialised loss.
-  LiquidationResult liquidate(int account);
+  // With `spot`, the steps are followed by spot_cure before settlement.
+  LiquidationResult liquidate(int account, bool spot = false);
   // Executes a plan made by plan_liquidation for the account's current state.
-  LiquidationResult execute_plan(LiquidationPlan plan);
+  LiquidationResult execute_plan(LiquidationPlan plan, bool spot = false);
+  // Spot liquidations of an account below its target, one at a time: the
+  // largest borrow first (USD value; ties: lower asset id) that some deposit
+  // can pay, with the deposit whose planned transfer takes over the most of it
+  // (ties: lower asset id), each sized by plan_spot_liquidation and executed
+  // by liquidate_spot, until a transfer sized to cure the shortage (to_cover)
+  // restores the account, or nothing more can be transferred; each
+  // (liability, asset) pair is used at most once (no tails of rounding-sized
+  // or fee-sized transfers). Returns them in order.
+  std::vector<SpotLiquidation> spot_cure(int account);
   // Accounts holding the side opposite to `side` (+1 long, -1 short) of the
   // instrument, best ADL candidates first: profitable ones by P&L% x effective
   // leverage (BitMEX), then losing ones by P&L% / leverage; ties by id.
   std::vector<int> adl_ranking(int instrument, int side);
-  // Every account below the liquidation threshold, with its plan (threads).
+  // Every account below the liquidation threshold, with its plan (threads);
+  // an account whose steps cannot restore it but whose borrows and deposits
+  // can be transferred says so (needs_spot): cascade does the transfers.
   std::vector<LiquidationPlan> plan_all();
   struct CascadeRound {
     int round;
@@ -329,9 +341,13 @@ class Engine {
     double volume;  // contracts liquidated on the underlying, in underlying units
     double price;   // the underlying's price after the round's impact
     double bad_debt, fund, adl_volume, socialized;  // USD: bad debt, fund, ADL notional
+    int spot_transfers = 0;   // spot liquidations (liability transfers) executed
+    double spot_value = 0.0;  // USD: the liabilities they took over, at the prices
   };
-  // Shock an underlying by `shock` (fraction), liquidate everything in breach,
-  // move the price by impact x net liquidated units, repeat to a fixed point.
+  // Shock an underlying by `shock` (fraction), liquidate everything in breach
+  // (the plan's steps, then spot_cure, then settlement), move the price by
+  // impact x net liquidated units, repeat to a fixed point (spot transfers do
+  // not move the price).
   std::vector<CascadeRound> cascade(int underlying, double shock, double impact,
                                     int max_rounds);
   // Moves an underlying's price and the marks that follow it (futures keep

@@ -126,6 +126,10 @@ struct LiquidationPlan {
   double equity_before = 0.0, requirement_before = 0.0, target_before = 0.0;
   double equity_after = 0.0, requirement_after = 0.0;
   bool restored = false;  // at or above the target after the steps (or flat)
+  // Still below the target after the steps, with a borrow (negative balance)
+  // and a deposit in another priced asset: the whole-book passes (cascade)
+  // continue with spot liquidations (liability transfers) after the steps.
+  bool needs_spot = false;
   std::vector<LiquidationStep> steps;
 };
 
@@ -140,6 +144,9 @@ struct LiquidationResult {
   double socialized = 0.0;      // bad debt neither the fund nor ADL covered
   std::vector<int> adl_accounts;  // counterparties deleveraged, in rank order
   std::vector<std::pair<int, double>> market_fills;  // (instrument, qty) sent to the market
+  // Spot liquidations executed after the steps, before settlement (cascade, or
+  // liquidate with spot), in order.
+  std::vector<SpotLiquidation> spot;
 };
 
 }  // namespace marginkit
