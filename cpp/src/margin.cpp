@@ -60,7 +60,11 @@ void MarginModel::finalize() {
   require(rates || (mm_fraction < 0.0 && oi_upper == 0.0),
           "mm_fraction and open-interest caps apply to linear_rate and tiered models");
   if (mm_fraction >= 0.0) {  // MM derived from IM (dYdX: floor(IMF ppm x MF ppm / 1e6))
-    auto derive = [&](double im_rate) { return round_down(im_rate * mm_fraction, rate_quantum); };
+    // Never above the IM rate: rounding "down" to the quantum settles a product
+    // within float error of a multiple on that multiple, which may be an ulp up.
+    auto derive = [&](double im_rate) {
+      return std::min(im_rate, round_down(im_rate * mm_fraction, rate_quantum));
+    };
     mm_base = derive(im_base);
     mm_slope = derive(im_slope);
     for (auto& b : brackets) b.mmr = derive(b.imr);
