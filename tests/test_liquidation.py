@@ -1002,9 +1002,12 @@ def test_cascade_worked_example():
     eng.deposit("x20", "USDC", 4_999.0)
     eng.fill("x20", BTC, 1.0, 100_000.0, fee=0.0)
     eng.fund_insurance("USDC", 10.0)
+    assert not any(p["needs_spot"] for p in clone(eng).plan_all())
     rounds = eng.cascade("BTC", -0.05, impact=0.01)
     assert len(rounds) == 2
     r1, r2 = rounds
+    for r in rounds:  # no borrows: no spot transfers
+        assert (r["spot_transfers"], r["spot_value"]) == (0, 0.0)
     assert (r1["round"], r1["liquidated"], r1["volume"]) == (1, 1, 1.0)
     assert r1["price"] == pytest.approx(94_050.0, rel=1e-12)
     assert r1["bad_debt"] == pytest.approx(1.0, rel=1e-9)

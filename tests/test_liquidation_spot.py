@@ -140,28 +140,6 @@ def test_spot_cure_prefers_the_largest_borrow_and_the_deposit_that_takes_most():
     assert clone(eng).spot_cure("safe") == []  # not in breach: nothing
 
 
-def test_cascade_reports_no_spot_on_the_worked_example():
-    """The worked cascade of test_liquidation (no borrows): the same figures as
-    before, and the spot counters are 0."""
-    eng = venue()
-    eng.add_account("x10", "USDC")
-    eng.deposit("x10", "USDC", 10_000.0)
-    eng.fill("x10", BTC, 1.0, 100_000.0, fee=0.0)
-    eng.add_account("x20", "USDC")
-    eng.deposit("x20", "USDC", 4_999.0)
-    eng.fill("x20", BTC, 1.0, 100_000.0, fee=0.0)
-    eng.fund_insurance("USDC", 10.0)
-    assert all(not p["needs_spot"] for p in clone(eng).plan_all())
-    r1, r2 = eng.cascade("BTC", -0.05, impact=0.01)
-    assert (r1["round"], r1["liquidated"], r1["volume"]) == (1, 1, 1.0)
-    assert r1["price"] == pytest.approx(94_050.0, rel=1e-12)
-    assert r1["bad_debt"] == pytest.approx(1.0, rel=1e-9)
-    assert r1["fund"] == pytest.approx(9.0, rel=1e-9)
-    assert (r2["liquidated"], r2["volume"]) == (0, 0.0)
-    for r in (r1, r2):
-        assert (r["spot_transfers"], r["spot_value"]) == (0, 0.0)
-
-
 @FEW
 @given(books(n_min=2, n_max=5))
 def test_books_without_borrows_cascade_as_before(book):
