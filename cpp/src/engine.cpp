@@ -349,9 +349,9 @@ double Engine::collateral_of(const Account& a, double* oldest) const noexcept {
   return value / assets_[a.margin_asset].price;
 }
 
-void Engine::refresh_impl(Account& a, bool keep_groups) {
+void Engine::refresh(Account& a) {
   const bool portfolio = a.mode == MarginMode::portfolio;
-  if (a.stamp == stamp_ && (!keep_groups || !portfolio || a.groups_stamp == stamp_)) return;
+  if (a.stamp == stamp_ && (!portfolio || a.groups_stamp == stamp_)) return;
   ensure_state();
   const int margin = a.margin_asset;
   const double margin_price = assets_[margin].price;
@@ -364,7 +364,7 @@ void Engine::refresh_impl(Account& a, bool keep_groups) {
   if (portfolio) {
     sc = &portfolio_scratch();
     sc->reset(a.positions.size());
-    groups = keep_groups ? &a.groups : &sc->groups;
+    groups = &a.groups;
     for (Group& g : *groups) g.used = false;
   }
   for (const Position& p : a.positions) {
@@ -383,8 +383,8 @@ void Engine::refresh_impl(Account& a, bool keep_groups) {
     }
   }
   if (portfolio) {
-    finish_portfolio(a, *groups, *sc, im, mm, keep_groups);
-    a.groups_stamp = keep_groups ? stamp_ : 0;
+    finish_portfolio(a, *groups, *sc, im, mm);
+    a.groups_stamp = stamp_;
   }
   priced = priced && std::isfinite(im + mm + eq);
   a.sum_im = im;
@@ -423,7 +423,7 @@ AccountSummary Engine::summarize(const Account& a) const noexcept {
 
 AccountSummary Engine::summary(int account) {
   Account& a = acct(account);
-  if (!refresh_batch(a)) refresh_sums(a);
+  refresh_sums(a);
   return summarize(a);
 }
 
@@ -503,7 +503,7 @@ void Engine::evaluate_all(double* equity, double* im, double* mm, double* availa
       if (i + 2 * kPrefetchAhead < e) prefetch_account(accounts_[i + 2 * kPrefetchAhead]);
       if (i + kPrefetchAhead < e) prefetch_heap(accounts_[i + kPrefetchAhead]);
       Account& a = accounts_[i];
-      if (!refresh_batch(a)) refresh_sums(a);
+      refresh_sums(a);
       const AccountSummary s = summarize(a);
       if (equity) equity[i] = s.equity;
       if (im) im[i] = s.im;

@@ -732,7 +732,7 @@ std::vector<LiquidationPlan> Engine::plan_all() {
     std::vector<LiquidationPlan> local;
     for (std::size_t i = b; i < e; ++i) {
       Account& a = accounts_[i];
-      if (!refresh_batch(a)) refresh_sums(a);
+      refresh_sums(a);
       if (summarize(a).state < Health::liquidation) continue;
       local.push_back(plan_liquidation(static_cast<int>(i)));
     }

@@ -403,7 +403,7 @@ void Engine::add_to_group(std::vector<Group>& groups, PortfolioScratch& sc, Grou
 }
 
 void Engine::finish_portfolio(Account& a, std::vector<Group>& groups, PortfolioScratch& sc,
-                              double& im, double& mm, bool compact) {
+                              double& im, double& mm) {
   const double margin_price = assets_[a.margin_asset].price;
   const auto weighted_rows = simd::active_kernels().weighted_rows;
   std::size_t used = 0;
@@ -447,13 +447,10 @@ void Engine::finish_portfolio(Account& a, std::vector<Group>& groups, PortfolioS
       weighted_rows(len, count, rows, w_asks, g.pnl_asks.data());
     }
   }
-  if (compact) {
-    groups.erase(std::remove_if(groups.begin(), groups.end(),
-                                [](const Group& g) { return !g.used; }),
-                 groups.end());
-  }
+  groups.erase(std::remove_if(groups.begin(), groups.end(),
+                              [](const Group& g) { return !g.used; }),
+               groups.end());
   for (Group& g : groups) {
-    if (!g.used) continue;
     const Requirement now = group_requirement(g.set, g.key, g.pnl.data(), g.short_units,
                                               g.delta_units, margin_price);
     g.mm = now.mm;
@@ -479,7 +476,7 @@ void Engine::finish_portfolio(Account& a, std::vector<Group>& groups, PortfolioS
 // position scenario-margined on a grid (non-joint) set, no resting orders, no
 // offset between underlyings. Each group's rows and weights are gathered on the
 // stack and summed by the same kernel in the same order as refresh(), so the
-// sums are those refresh_sums() gives (tests/test_portfolio.py checks it); any
+// sums are those refresh() gives (tests/test_portfolio.py checks it); any
 // other account returns false untouched and takes the general path.
 bool Engine::refresh_batch(Account& a) {
   if (a.stamp == stamp_) return true;
@@ -578,7 +575,7 @@ std::pair<double, double> Engine::offset_credit(const std::vector<Group>& groups
   std::size_t ns = 0;
   for (const Group& g : groups) {
     const ScenarioSet& set = sets_[g.set];
-    if (!g.used || set.joint() || set.measure != LossMeasure::worst) continue;
+    if (set.joint() || set.measure != LossMeasure::worst) continue;
     if (ns == 0) ns = set.scenarios.size();
     if (set.scenarios.size() != ns) return {0.0, 0.0};
     gs.push_back(&g);

@@ -465,13 +465,15 @@ class Engine {
 
   // The account's cached sums for the current market state. refresh() also
   // keeps the portfolio groups' scenario vectors (pre-trade checks, attribution
-  // and liquidation read them); refresh_sums() computes the sums in scratch
-  // vectors only (batch evaluation: no per-account vectors to write back).
-  void refresh(Account& a) { refresh_impl(a, true); }
-  void refresh_sums(Account& a) { refresh_impl(a, false); }
-  void refresh_impl(Account& a, bool keep_groups);
-  // refresh_sums() for a plain portfolio account, without per-account group
-  // state (batch passes); false, with nothing changed, for any other account.
+  // and liquidation read them); refresh_sums() needs the sums only (summaries,
+  // batch passes): plain portfolio accounts take refresh_batch(), which keeps no
+  // group state, and the rest refresh().
+  void refresh(Account& a);
+  void refresh_sums(Account& a) {
+    if (!refresh_batch(a)) refresh(a);
+  }
+  // The sums of a plain portfolio account without per-account group state;
+  // false, with nothing changed, for any other account.
   bool refresh_batch(Account& a);
   // Batch passes hide memory latency by prefetching an account, then its heap blocks.
   static void prefetch_account(const Account& a) noexcept;
@@ -577,7 +579,6 @@ class Engine {
   void ensure_state();
   // Per-thread buffers of portfolio refreshes.
   struct PortfolioScratch {
-    std::vector<Group> groups;  // batch evaluation: groups not kept in the account
     // Per scenario-margined position: its risk row, weights (size, size + bids,
     // size - asks, in the margin asset) and group index.
     std::vector<const double*> rows;
@@ -608,9 +609,9 @@ class Engine {
                            const InstrumentState& st, const Position& p, double f);
   // Each used group's scenario vectors (weighted sums of risk rows), its
   // requirement, and the offset credit; adds them to im and mm. Unused groups
-  // are dropped if compact (an account's own), else kept for their capacity.
+  // are dropped.
   void finish_portfolio(Account& a, std::vector<Group>& groups, PortfolioScratch& sc,
-                        double& im, double& mm, bool compact);
+                        double& im, double& mm);
   double offset_ = 0.0;
   // The offset credits (MM, IM) of an account's groups, with one group's three
   // vectors replaced by `now`, `bids`, `asks` (changed = nullptr: as cached).
