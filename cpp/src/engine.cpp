@@ -83,6 +83,7 @@ int Engine::add_asset(const AssetSpec& spec) {
   }
   Asset a;
   a.spec = spec;
+  a.quantum = Quantum(spec.quantum);
   if (a.spec.tiers.empty()) a.spec.tiers.push_back(HaircutTier{kInf, 0.0});
   assets_.push_back(a);
   const int id = static_cast<int>(assets_.size()) - 1;
@@ -99,6 +100,7 @@ int Engine::add_model(MarginModel model) {
   if (model.name.empty()) bad("model name must not be empty");
   if (model_ids_.count(model.name)) bad("duplicate model '" + model.name + "'");
   model.finalize();
+  istate_stamp_ = 0;  // instrument states point into the models' curve tables
   const int id = static_cast<int>(models_.size());
   model_ids_[model.name] = id;
   models_.push_back(std::move(model));
@@ -325,6 +327,12 @@ Engine::Contribution Engine::contribution_at(const InstrumentSpec& in, double si
   return {r.im * f, r.mm * f, equity_of(in, size, entry, mark) * f};
 }
 
+__attribute__((noinline)) Engine::Contribution Engine::general_contribution(
+    const Position& p, const InstrumentState& st, double f) const noexcept {
+  return contribution_at(instruments_[p.instrument], p.size, p.bids, p.asks, p.entry, st.mark,
+                         st.index, f);
+}
+
 double Engine::equity_of(const InstrumentSpec& in, double size, double entry,
                          double mark) noexcept {
   return position_value(in.kind, in.terms.inverse, in.terms.contract_size, size, entry, mark);
@@ -374,9 +382,14 @@ void Engine::refresh(Account& a) {
     if (portfolio && st.row) {  // its requirement comes from its scenario group
       eq += position_value(st.kind, st.inverse, st.cs, p.size, p.entry, st.mark) * f;
       add_to_group(*groups, *sc, group_for(*groups, st), st, p, f);
+    } else if (p.size != 0.0 && !(p.bids > 0.0) && !(p.asks > 0.0) && !st.general) {
+      // contribution_at() for the common position, from the instrument's curve.
+      const Requirement r = eval_curve16(st.curve, p.size);
+      im += r.im * f;
+      mm += r.mm * f;
+      eq += state_value(st, p) * f;
     } else {
-      const Contribution c = contribution_at(instruments_[p.instrument], p.size, p.bids,
-                                             p.asks, p.entry, st.mark, st.index, f);
+      const Contribution c = general_contribution(p, st, f);
       im += c.im;
       mm += c.mm;
       eq += c.equity;
@@ -405,7 +418,7 @@ Health Engine::health(double equity, double mm, bool has_risk) const noexcept {
 }
 
 AccountSummary Engine::summarize(const Account& a) const noexcept {
-  const double q = quantum(a);
+  const Quantum& q = quantum(a);
   AccountSummary s;
   s.equity = round_down(a.collateral + a.sum_pos_equity, q);
   s.im = round_up(a.sum_im, q);
@@ -431,7 +444,7 @@ std::vector<PositionRisk> Engine::attribution(int account) {
   Account& a = acct(account);
   std::vector<PositionRisk> out;
   out.reserve(a.positions.size());
-  const double q = quantum(a);
+  const Quantum& q = quantum(a);
   for (const Position& p : a.positions) {
     const InstrumentSpec& in = instruments_[p.instrument];
     const Contribution c = contribution(a, in, p.size, p.bids, p.asks, p.entry);
@@ -544,7 +557,7 @@ Reason Engine::withdraw(int account, int asset, double amount) {
   const double before = a.balances[asset];
   const double d_cv = asset_value(asset, before - amount, assets_[asset].price) -
                       asset_value(asset, before, assets_[asset].price);
-  const double q = quantum(a);
+  const Quantum& q = quantum(a);
   const double equity_after =
       round_down(a.collateral + d_cv / assets_[a.margin_asset].price + a.sum_pos_equity, q);
   if (equity_after - round_up(a.sum_im, q) < 0.0) return Reason::insufficient_margin;
@@ -585,7 +598,7 @@ Reason Engine::transfer(int from, int to, double amount) {
   if (a.balances[asset] < amount) return Reason::insufficient_balance;
   refresh(a);
   if (!a.priced) return Reason::no_price;
-  const double q = quantum(a);
+  const Quantum& q = quantum(a);
   const double d_cv = asset_value(asset, a.balances[asset] - amount, assets_[asset].price) -
                       asset_value(asset, a.balances[asset], assets_[asset].price);
   const double equity_after =
@@ -1078,7 +1091,7 @@ OrderCheck Engine::check_order(int account, int instrument, double qty, double p
     r.reason = Reason::stale_price;
     return r;
   }
-  const double qm = quantum(a);
+  const Quantum& qm = quantum(a);
   const TradeEffect te = trade_effect(a, in, instrument, qty, price, taker_fee(in, qty, price));
   const double d_equity = te.d_equity, gain = te.gain, d_im = te.d_im, d_mm = te.d_mm;
   const double eq_now = a.collateral + a.sum_pos_equity;

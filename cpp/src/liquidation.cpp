@@ -156,7 +156,7 @@ double Engine::liquidation_requirement(const Account& a) const noexcept {
 // Equity must reach this (rounded as the health state rounds) to be restored:
 // MM x the liquidation threshold x (1 + buffer), or IM.
 double Engine::liquidation_target(const Account& a) const noexcept {
-  const double q = quantum(a);
+  const Quantum& q = quantum(a);
   if (liq_.target == LiquidationTarget::initial) return round_up(a.sum_im, q);
   return round_up(a.sum_mm, q) * thresholds_.liquidation * (1.0 + liq_.buffer);
 }

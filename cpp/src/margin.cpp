@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
+#include <string>
 
 namespace marginkit {
 
@@ -14,29 +16,14 @@ void require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument(what);
 }
 
-// Index of the bracket that applies to `notional` (the last floor <= notional;
-// floors increase). Counted without branches: a binary search over a handful of
-// brackets mispredicts on random books, and that was the cost of a tiered position.
-std::size_t bracket_of(const std::vector<Bracket>& b, double notional) noexcept {
-  std::size_t idx = 0;
-  for (std::size_t k = 1; k < b.size(); ++k) idx += b[k].floor <= notional ? 1 : 0;
-  return idx;
-}
-
-// Base-currency size (linear_rate) or notional (tiered) of |q| contracts.
-double base_size(const InstrumentTerms& t, double aq, double index) noexcept {
-  return t.inverse ? aq * t.contract_size / index : aq * t.contract_size;
-}
-
 double notional(const InstrumentTerms& t, double aq, double mark) noexcept {
   return t.inverse ? aq * t.contract_size / mark : aq * t.contract_size * mark;
 }
 
-Requirement option_standard(const MarginModel& m, const InstrumentTerms& t, double q, double mark,
-                            double index) noexcept {
-  const double units = std::fabs(q) * t.contract_size;
-  if (q >= 0.0) return {units * mark, 0.0};  // long: the premium, at mark
-  // Per unit, in settlement currency: quote amounts scale by 1/U when inverse.
+// Per unit of underlying, settlement currency: the standard margin of a short
+// option (IM, MM). Quote amounts scale by 1/U when inverse.
+CurvePiece option_short_piece(const MarginModel& m, const InstrumentTerms& t, double mark,
+                              double index) noexcept {
   const double scale = t.inverse ? 1.0 / index : 1.0;
   const double u = index * scale;  // U in settlement units (1 coin when inverse)
   const double otm = (t.cp > 0 ? std::max(t.strike - index, 0.0)
@@ -44,10 +31,28 @@ Requirement option_standard(const MarginModel& m, const InstrumentTerms& t, doub
   const double mm_mark = t.cp > 0 ? m.mm_mark_call : m.mm_mark_put;
   const double mm = std::max(m.mm * u, mm_mark * mark) + mark + m.liq_fee * u;
   const double im = std::max(std::max(m.im_otm * u - otm, m.im_min * u) + mark, mm);
-  return {units * im, units * mm};
+  CurvePiece p;
+  p.im_a = im;
+  p.mm_a = mm;
+  return p;
 }
 
+constexpr double kInfinity = std::numeric_limits<double>::infinity();
+
+struct SingleFloors {
+  double v[kMaxBrackets];
+  SingleFloors() noexcept {
+    v[0] = 0.0;
+    for (std::size_t i = 1; i < kMaxBrackets; ++i) v[i] = kInfinity;
+  }
+};
+
 }  // namespace
+
+const double* single_piece_floors() noexcept {
+  static const SingleFloors floors;
+  return floors.v;
+}
 
 void MarginModel::finalize() {
   const bool rates = kind == ModelKind::linear_rate || kind == ModelKind::tiered;
@@ -107,6 +112,55 @@ void MarginModel::finalize() {
     case ModelKind::none:
       break;
   }
+  require(brackets.size() <= kMaxBrackets,
+          "tiered: at most " + std::to_string(kMaxBrackets) + " brackets");
+  curve_floors.clear();
+  curve_pieces.clear();
+  if (kind == ModelKind::option_standard) return;  // pieces depend on the prices
+  curve_floors.assign(kMaxBrackets, kInfinity);
+  curve_floors[0] = 0.0;
+  curve_pieces.assign(1, CurvePiece{});
+  if (kind == ModelKind::linear_rate) {
+    curve_pieces[0].im_a = im_base;
+    curve_pieces[0].mm_a = mm_base;
+  } else if (kind == ModelKind::tiered) {
+    curve_pieces.resize(brackets.size());
+    for (std::size_t i = 0; i < brackets.size(); ++i) {
+      curve_floors[i] = brackets[i].floor;
+      curve_pieces[i] = {brackets[i].imr, brackets[i].cum_im, brackets[i].mmr, brackets[i].cum_mm};
+    }
+  }
+}
+
+RequirementCurve requirement_curve(const MarginModel& m, const InstrumentTerms& t, double mark,
+                                   double index, CurvePiece own[2]) noexcept {
+  RequirementCurve c;
+  const double cs = t.contract_size;
+  switch (m.kind) {
+    case ModelKind::linear_rate:  // x: size in base units; valued at the index
+      c.scale = t.inverse ? cs / index : cs;
+      c.value = t.inverse ? 1.0 : index;
+      c.im_b = m.im_slope;
+      c.mm_b = m.mm_slope;
+      break;
+    case ModelKind::tiered:  // x: notional at the mark
+      c.scale = t.inverse ? cs / mark : cs * mark;
+      break;
+    case ModelKind::option_standard:  // x: units of underlying
+      c.scale = cs;
+      c.floors = single_piece_floors();
+      own[0] = option_short_piece(m, t, mark, index);
+      own[1] = CurvePiece{};
+      own[1].im_a = mark;  // a long option needs its premium
+      c.pieces[0] = own;
+      c.pieces[1] = own + 1;
+      return c;
+    case ModelKind::none:
+      break;
+  }
+  c.floors = m.curve_floors.data();
+  c.pieces[0] = c.pieces[1] = m.curve_pieces.data();
+  return c;
 }
 
 double oi_adjusted_rate(const MarginModel& m, double rate, double oi_notional) noexcept {
@@ -120,30 +174,20 @@ double oi_adjusted_rate(const MarginModel& m, double rate, double oi_notional) n
 Requirement position_requirement(const MarginModel& m, const InstrumentTerms& t, double q,
                                  double mark, double index, double open_interest) noexcept {
   if (q == 0.0) return {};
-  const double aq = std::fabs(q);
-  const bool oimf = m.oi_upper > 0.0 && open_interest > 0.0;
-  const double oi = oimf ? notional(t, open_interest, mark) : 0.0;
-  switch (m.kind) {
-    case ModelKind::linear_rate: {
-      const double size = base_size(t, aq, index);
-      const double value = t.inverse ? 1.0 : index;  // coin -> settlement currency
-      double im_rate = m.im_base + m.im_slope * size;
-      if (oimf) im_rate = oi_adjusted_rate(m, im_rate, oi);
-      return {size * im_rate * value, size * (m.mm_base + m.mm_slope * size) * value};
+  CurvePiece own[2];
+  const RequirementCurve c = requirement_curve(m, t, mark, index, own);
+  Requirement r = eval_curve(c, q);
+  if (m.oi_upper > 0.0 && open_interest > 0.0) {  // the open-interest IMF raises the IM rate
+    const double oi = notional(t, open_interest, mark);
+    const double x = std::fabs(q) * c.scale;
+    if (m.kind == ModelKind::linear_rate) {
+      const CurvePiece& p = c.pieces[1][0];
+      r.im = x * oi_adjusted_rate(m, p.im_a + c.im_b * x, oi) * c.value - p.im_c;
+    } else if (m.kind == ModelKind::tiered && x > 0.0) {
+      r.im = x * oi_adjusted_rate(m, r.im / x, oi);
     }
-    case ModelKind::tiered: {
-      const double n = notional(t, aq, mark);
-      const Bracket& b = m.brackets[bracket_of(m.brackets, n)];
-      double im = n * b.imr - b.cum_im;
-      if (oimf && n > 0.0) im = n * oi_adjusted_rate(m, im / n, oi);
-      return {im, n * b.mmr - b.cum_mm};
-    }
-    case ModelKind::option_standard:
-      return option_standard(m, t, q, mark, index);
-    case ModelKind::none:
-      break;
   }
-  return {};
+  return r;
 }
 
 Requirement requirement_with_orders(const MarginModel& m, const InstrumentTerms& t, double q,

@@ -549,6 +549,7 @@ void Engine::ensure_state() {
   ensure_risk();
   if (istate_stamp_ == stamp_ && istate_.size() == instruments_.size()) return;
   istate_.resize(instruments_.size());
+  curve_pieces_.resize(2 * instruments_.size());
   for (std::size_t i = 0; i < instruments_.size(); ++i) {
     const InstrumentSpec& in = instruments_[i];
     InstrumentState& st = istate_[i];
@@ -562,6 +563,16 @@ void Engine::ensure_state() {
     st.group = st.row ? group_key(in) : 0;
     st.kind = in.kind;
     st.inverse = in.terms.inverse;
+    const MarginModel& m = models_[in.model];
+    st.curve = requirement_curve(m, in.terms, st.mark, st.index, &curve_pieces_[2 * i]);
+    st.general = (m.oi_upper > 0.0 && open_interest_[i] > 0.0) ||
+                 (m.kind == ModelKind::tiered && m.value_at_entry) || m.brackets.size() > 16;
+    const bool futures = in.kind == InstrumentKind::perpetual || in.kind == InstrumentKind::future;
+    st.em = futures && in.terms.inverse ? -1.0 / st.mark
+            : futures || in.kind == InstrumentKind::option ? st.mark
+                                                            : 0.0;
+    st.ek = futures ? 1.0 : 0.0;
+    st.inverse_future = futures && in.terms.inverse;
   }
   istate_stamp_ = stamp_;
 }
@@ -790,7 +801,7 @@ double Engine::portfolio_max_size(Account& a, const InstrumentSpec& in, int inst
   if (check(hi).accepted) return hi;
   // Rounding to the quantum: the accepted boundary is within a few quanta of hi.
   const double slope = std::fabs(e1) + 1.0;
-  double good = std::max(start, hi - 8.0 * std::max(quantum(a), 1e-12) * 1e3 / slope);
+  double good = std::max(start, hi - 8.0 * std::max(quantum(a).q, 1e-12) * 1e3 / slope);
   if (good > start && !check(good).accepted) good = start;
   double bad_x = hi;
   while (true) {
@@ -806,7 +817,7 @@ std::vector<PortfolioGroup> Engine::portfolio(int account) {
   refresh(a);
   std::vector<PortfolioGroup> out;
   const double margin_price = assets_[a.margin_asset].price;
-  const double q = quantum(a);
+  const Quantum& q = quantum(a);
   for (const Group& g : a.groups) {
     const ScenarioSet& set = sets_[g.set];
     PortfolioGroup pg;

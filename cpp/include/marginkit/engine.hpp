@@ -387,6 +387,7 @@ class Engine {
  private:
   struct Asset {
     AssetSpec spec;
+    Quantum quantum;  // spec.quantum's rounding constants
     double price = std::numeric_limits<double>::quiet_NaN();
     double time = -std::numeric_limits<double>::infinity();
   };
@@ -485,7 +486,9 @@ class Engine {
   void drop_empty(Account& a);
   void touch(Account& a) noexcept { a.stamp = 0; }
   double fill_cash(Account& a, const InstrumentSpec& in, Position& p, double qty, double price);
-  double quantum(const Account& a) const noexcept { return assets_[a.margin_asset].spec.quantum; }
+  const Quantum& quantum(const Account& a) const noexcept {
+    return assets_[a.margin_asset].quantum;
+  }
 
   std::vector<Asset> assets_;
   std::vector<MarginModel> models_;
@@ -573,8 +576,27 @@ class Engine {
     int settle, group;         // settlement asset; scenario group key
     InstrumentKind kind;
     bool inverse;
+    // The requirement curve at today's prices; general: the model needs more
+    // than eval_curve16 (an open-interest IMF in force, values at entry, or
+    // more than 16 brackets).
+    bool general;
+    RequirementCurve curve;
+    // Position value = size cs (em - ek h), h = entry (inverse futures:
+    // -1 / entry): position_value() without a branch on the kind.
+    double em, ek;
+    bool inverse_future;
   };
+  // A position's value (as position_value()) from its instrument's state.
+  static double state_value(const InstrumentState& st, const Position& p) noexcept {
+    const double h = st.inverse_future ? -1.0 / p.entry : p.entry;
+    return p.size * st.cs * (st.em - st.ek * h);
+  }
+  // contribution_at() for a position of a cross (standard-margin) refresh;
+  // out of line, so the common positions' loop keeps its sums in registers.
+  Contribution general_contribution(const Position& p, const InstrumentState& st,
+                                    double f) const noexcept;
   std::vector<InstrumentState> istate_;
+  std::vector<CurvePiece> curve_pieces_;  // per instrument: an option's pieces (2)
   std::uint64_t istate_stamp_ = 0;
   void ensure_state();
   // Per-thread buffers of portfolio refreshes.

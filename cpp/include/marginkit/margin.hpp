@@ -46,6 +46,25 @@ struct Bracket {
   double cum_im = 0.0;  // derived: keeps IM continuous at the floors
 };
 
+// Requirement curves. Once the prices are known, every model is a function of
+// the position's size alone, of one form: with x = |q| x scale (base size,
+// notional or option units) and the piece k whose floor is the last <= x,
+//   IM = x (im_a[k] + im_b x) value - im_c[k],   MM likewise,
+// linear_rate: one piece with slopes, value = the index (1 when inverse);
+// tiered: one piece per bracket (value 1, no slopes); option_standard: one
+// piece per side (a short pays the standard margin, a long its premium, MM 0).
+// Evaluating a curve takes no branch on the model, so a book mixing models
+// costs no mispredictions; every requirement (batch, checks, liquidation) is
+// computed from one, so all agree to the bit.
+inline constexpr std::size_t kMaxBrackets = 64;  // curve tables are padded to this
+
+struct CurvePiece {
+  double im_a = 0.0, im_c = 0.0, mm_a = 0.0, mm_c = 0.0;
+};
+
+// Floors of a one-piece curve: 0, then +inf.
+const double* single_piece_floors() noexcept;
+
 struct MarginModel {
   std::string name;
   ModelKind kind = ModelKind::none;
@@ -66,7 +85,13 @@ struct MarginModel {
   // Open-interest caps (notional, settlement currency); oi_upper = 0: no adjustment.
   double oi_lower = 0.0, oi_upper = 0.0;
 
-  // Validates and derives the cums; throws std::invalid_argument with a reason.
+  // Derived by finalize(): the curve tables (kMaxBrackets floors, +inf padded,
+  // and pieces; empty for option_standard, whose pieces depend on the prices).
+  std::vector<double> curve_floors;
+  std::vector<CurvePiece> curve_pieces;
+
+  // Validates and derives the cums and curve tables; throws
+  // std::invalid_argument with a reason.
   void finalize();
 };
 
@@ -83,6 +108,62 @@ struct Requirement {
   double im = 0.0;
   double mm = 0.0;
 };
+
+// A model's requirement curve at fixed prices (see above).
+struct RequirementCurve {
+  const double* floors = nullptr;             // kMaxBrackets, ascending, +inf padded
+  const CurvePiece* pieces[2] = {nullptr, nullptr};  // [0]: short (q < 0), [1]: long
+  double scale = 0.0, value = 1.0, im_b = 0.0, mm_b = 0.0;
+};
+
+// The curve of model m for an instrument at these prices (arguments as for
+// position_requirement). Option pieces depend on the prices: they are written to
+// own[0..1], which must outlive the curve.
+RequirementCurve requirement_curve(const MarginModel& m, const InstrumentTerms& t, double mark,
+                                   double index, CurvePiece own[2]) noexcept;
+
+// The piece of x: the last padded floor <= x, counted without branches and with
+// a short dependency chain (a batch pass evaluates many positions at once):
+// comparisons two at a time (GCC/Clang vector extensions: SSE2, NEON), summed as
+// a tree. count16 counts floors f[1..15] <= x: the piece of a curve of at most
+// 16 pieces; curve_piece adds the block of 16 for longer ones.
+inline std::size_t count16(const double* f, double x) noexcept {
+  typedef double v2 __attribute__((vector_size(16)));
+  typedef long long m2 __attribute__((vector_size(16)));
+  const v2 xx = {x, x};
+  m2 c[8];
+  for (int i = 0; i < 8; ++i) {
+    v2 v;
+    __builtin_memcpy(&v, f + 2 * i, sizeof v);
+    c[i] = v <= xx;  // -1 where f <= x
+  }
+  const m2 s = ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
+  return static_cast<std::size_t>(-(s[0] + s[1])) - 1;  // f[0] = 0 <= x always counts
+}
+inline std::size_t curve_piece(const double* floors, double x) noexcept {
+  static_assert(kMaxBrackets == 64, "four blocks of 16");
+  const std::size_t block = (floors[16] <= x ? 1 : 0) + (floors[32] <= x ? 1 : 0) +
+                            (floors[48] <= x ? 1 : 0);
+  return 16 * block + count16(floors + 16 * block, x);
+}
+
+// The requirement of a position of signed size q != 0 on a curve (no
+// open-interest adjustment), given its piece k.
+inline Requirement eval_piece(const RequirementCurve& c, double q, double x,
+                              std::size_t k) noexcept {
+  const CurvePiece& p = c.pieces[q > 0.0 ? 1 : 0][k];
+  return {x * (p.im_a + c.im_b * x) * c.value - p.im_c,
+          x * (p.mm_a + c.mm_b * x) * c.value - p.mm_c};
+}
+inline Requirement eval_curve(const RequirementCurve& c, double q) noexcept {
+  const double x = std::fabs(q) * c.scale;
+  return eval_piece(c, q, x, curve_piece(c.floors, x));
+}
+// The same for a curve of at most 16 pieces (one level of the search).
+inline Requirement eval_curve16(const RequirementCurve& c, double q) noexcept {
+  const double x = std::fabs(q) * c.scale;
+  return eval_piece(c, q, x, count16(c.floors, x));
+}
 
 // Requirement of a position of signed size q (contracts) in settlement currency.
 // mark: the instrument's mark (quote per base unit for linear futures and linear
@@ -147,12 +228,31 @@ double weighted_value(const std::vector<HaircutTier>& tiers, const AssetWeights&
                       double amount, double price) noexcept;
 
 // Round a requirement up / an asset value down to `quantum` (0 = no rounding).
+// A quantum with its derived constants: batch passes round every account with
+// one multiplication and one division instead of three divisions.
+struct Quantum {
+  double q = 0.0;
+  double inv = 0.0;       // 1 / q
+  bool decimal = false;   // 1 / q is an integer (q = 10^-k): multiples print as decimals
+  Quantum() = default;
+  explicit Quantum(double quantum) noexcept : q(quantum) {
+    if (q > 0.0) {
+      inv = 1.0 / q;
+      decimal = inv == std::nearbyint(inv);
+    }
+  }
+};
+
 namespace detail {
+// x in multiples of the quantum (x q^-1: exact for decimal quanta, whose q is
+// not a double).
+inline double multiples(double x, const Quantum& q) noexcept {
+  return q.decimal ? x * q.inv : x / q.q;
+}
 // Multiples of the quantum, printed as the decimal they stand for: with
 // quantum = 10^-k, n / 10^k is the double nearest to that decimal (n * q is not).
-inline double scale_back(double n, double quantum) noexcept {
-  const double inv = 1.0 / quantum;
-  return inv == std::nearbyint(inv) ? n / inv : n * quantum;
+inline double scale_back(double n, const Quantum& q) noexcept {
+  return q.decimal ? n / q.inv : n * q.q;
 }
 // A result within float error of a multiple is that multiple: a few ulps of
 // error in an exact amount must not cost (or give) a whole cent. The slack is
@@ -160,16 +260,23 @@ inline double scale_back(double n, double quantum) noexcept {
 inline double slack(double n) noexcept { return std::fabs(n) * 1e-14; }
 }  // namespace detail
 
-inline double round_up(double x, double quantum) noexcept {
-  if (!(quantum > 0.0) || !std::isfinite(x)) return x;
-  const double n = x / quantum;
-  return detail::scale_back(std::ceil(n - detail::slack(n)), quantum) + 0.0;  // never -0
+inline double round_up(double x, const Quantum& q) noexcept {
+  if (!(q.q > 0.0) || !std::isfinite(x)) return x;
+  const double n = detail::multiples(x, q);
+  return detail::scale_back(std::ceil(n - detail::slack(n)), q) + 0.0;  // never -0
 }
 
+inline double round_down(double x, const Quantum& q) noexcept {
+  if (!(q.q > 0.0) || !std::isfinite(x)) return x;
+  const double n = detail::multiples(x, q);
+  return detail::scale_back(std::floor(n + detail::slack(n)), q) + 0.0;
+}
+
+inline double round_up(double x, double quantum) noexcept {
+  return round_up(x, Quantum(quantum));
+}
 inline double round_down(double x, double quantum) noexcept {
-  if (!(quantum > 0.0) || !std::isfinite(x)) return x;
-  const double n = x / quantum;
-  return detail::scale_back(std::floor(n + detail::slack(n)), quantum) + 0.0;
+  return round_down(x, Quantum(quantum));
 }
 
 }  // namespace marginkit
