@@ -85,6 +85,9 @@ int Engine::add_asset(const AssetSpec& spec) {
   a.spec = spec;
   a.quantum = Quantum(spec.quantum);
   if (a.spec.tiers.empty()) a.spec.tiers.push_back(HaircutTier{kInf, 0.0});
+  a.plain = a.spec.tiers.size() == 1 && a.spec.tiers[0].haircut == 0.0 &&
+            a.spec.tiers[0].upto == kInf && w.liability_weight == 1.0 &&
+            !(w.imf_factor > 0.0) && !(w.weight_quantum > 0.0);
   assets_.push_back(a);
   const int id = static_cast<int>(assets_.size()) - 1;
   asset_ids_[spec.name] = id;
@@ -367,36 +370,31 @@ void Engine::refresh(Account& a) {
   a.collateral = collateral_of(a, &oldest);
   double im = 0.0, mm = 0.0, eq = 0.0;
   bool priced = std::isfinite(a.collateral);
-  PortfolioScratch* sc = nullptr;
-  std::vector<Group>* groups = nullptr;
-  if (portfolio) {
-    sc = &portfolio_scratch();
-    sc->reset(a.positions.size());
-    groups = &a.groups;
-    for (Group& g : *groups) g.used = false;
-  }
-  for (const Position& p : a.positions) {
-    const InstrumentState& st = istate_[p.instrument];
-    oldest = std::min(oldest, st.time);
-    const double f = st.settle == margin ? 1.0 : assets_[st.settle].price / margin_price;
-    if (portfolio && st.row) {  // its requirement comes from its scenario group
-      eq += position_value(st.kind, st.inverse, st.cs, p.size, p.entry, st.mark) * f;
-      add_to_group(*groups, *sc, group_for(*groups, st), st, p, f);
-    } else if (p.size != 0.0 && !(p.bids > 0.0) && !(p.asks > 0.0) && !st.general) {
-      // contribution_at() for the common position, from the instrument's curve.
-      const Requirement r = eval_curve16(st.curve, p.size);
-      im += r.im * f;
-      mm += r.mm * f;
-      eq += state_value(st, p) * f;
-    } else {
-      const Contribution c = general_contribution(p, st, f);
-      im += c.im;
-      mm += c.mm;
-      eq += c.equity;
+  if (!portfolio) {
+    const Sums sums = standard_sums(a, oldest);
+    im = sums.im;
+    mm = sums.mm;
+    eq = sums.eq;
+  } else {
+    PortfolioScratch& sc = portfolio_scratch();
+    sc.reset(a.positions.size());
+    std::vector<Group>& groups = a.groups;
+    for (Group& g : groups) g.used = false;
+    for (const Position& p : a.positions) {
+      const InstrumentState& st = istate_[p.instrument];
+      oldest = std::min(oldest, st.time);
+      const double f = st.settle == margin ? 1.0 : assets_[st.settle].price / margin_price;
+      if (st.row) {  // its requirement comes from its scenario group
+        eq += position_value(st.kind, st.inverse, st.cs, p.size, p.entry, st.mark) * f;
+        add_to_group(groups, sc, group_for(groups, st), st, p, f);
+      } else {
+        const Contribution c = standard_contribution(p, st, f);
+        im += c.im;
+        mm += c.mm;
+        eq += c.equity;
+      }
     }
-  }
-  if (portfolio) {
-    finish_portfolio(a, *groups, *sc, im, mm);
+    finish_portfolio(a, groups, sc, im, mm);
     a.groups_stamp = stamp_;
   }
   priced = priced && std::isfinite(im + mm + eq);
@@ -406,6 +404,23 @@ void Engine::refresh(Account& a) {
   a.oldest = oldest;
   a.priced = priced;
   a.stamp = stamp_;
+}
+
+Engine::Sums Engine::standard_sums(const Account& a, double& oldest) const noexcept {
+  const int margin = a.margin_asset;
+  const double margin_price = assets_[margin].price;
+  double im = 0.0, mm = 0.0, eq = 0.0, old = oldest;
+  for (const Position& p : a.positions) {
+    const InstrumentState& st = istate_[p.instrument];
+    old = std::min(old, st.time);
+    const double f = st.settle == margin ? 1.0 : assets_[st.settle].price / margin_price;
+    const Contribution c = standard_contribution(p, st, f);
+    im += c.im;
+    mm += c.mm;
+    eq += c.equity;
+  }
+  oldest = old;
+  return {im, mm, eq};
 }
 
 Health Engine::health(double equity, double mm, bool has_risk) const noexcept {

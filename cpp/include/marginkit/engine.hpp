@@ -388,6 +388,7 @@ class Engine {
   struct Asset {
     AssetSpec spec;
     Quantum quantum;  // spec.quantum's rounding constants
+    bool plain = false;  // no haircut, default weights: asset_value = amount x price
     double price = std::numeric_limits<double>::quiet_NaN();
     double time = -std::numeric_limits<double>::infinity();
   };
@@ -470,6 +471,12 @@ class Engine {
   // batch passes): plain portfolio accounts take refresh_batch(), which keeps no
   // group state, and the rest refresh().
   void refresh(Account& a);
+  // The standard-margin sums (IM, MM, position equity, margin asset) of a
+  // cross account's positions, and the oldest price time they use.
+  struct Sums {
+    double im = 0.0, mm = 0.0, eq = 0.0;
+  };
+  Sums standard_sums(const Account& a, double& oldest) const noexcept;
   void refresh_sums(Account& a) {
     if (!refresh_batch(a)) refresh(a);
   }
@@ -513,8 +520,9 @@ class Engine {
   double fill_price(Account& a, int instrument, double qty);
   // Value of `amount` of an asset at `price` with its haircuts and weights.
   double asset_value(int asset, double amount, double price) const noexcept {
-    const AssetSpec& s = assets_[asset].spec;
-    return weighted_value(s.tiers, s.weights, amount, price);
+    const Asset& x = assets_[asset];
+    if (x.plain) return amount * price;  // weighted_value's result, to the bit
+    return weighted_value(x.spec.tiers, x.spec.weights, amount, price);
   }
   std::vector<double> open_interest_;  // per instrument, contracts
   double liquidation_fill(Account& a, int instrument, double qty, bool to_fund);
@@ -595,6 +603,16 @@ class Engine {
   // out of line, so the common positions' loop keeps its sums in registers.
   Contribution general_contribution(const Position& p, const InstrumentState& st,
                                     double f) const noexcept;
+  // contribution_at() of a position (f: settlement to margin asset): the
+  // common one from its instrument's curve, the rest by general_contribution.
+  Contribution standard_contribution(const Position& p, const InstrumentState& st,
+                                     double f) const noexcept {
+    if (p.size != 0.0 && !(p.bids > 0.0) && !(p.asks > 0.0) && !st.general) {
+      const Requirement r = eval_curve16(st.curve, p.size);
+      return {r.im * f, r.mm * f, state_value(st, p) * f};
+    }
+    return general_contribution(p, st, f);
+  }
   std::vector<InstrumentState> istate_;
   std::vector<CurvePiece> curve_pieces_;  // per instrument: an option's pieces (2)
   std::uint64_t istate_stamp_ = 0;
