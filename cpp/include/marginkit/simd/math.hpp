@@ -36,6 +36,14 @@ inline vd vexp_mhalfsq(vd t) {
   return fma(e, lo * -0.5, e);
 }
 
+// ln(m) + e ln 2 from s = (m - 1) / (m + 1), |s| <= (sqrt 2 - 1) / (sqrt 2 + 1).
+inline vd log_from_s(vd s, vd e) {
+  vd z = s * s;
+  vd q = horner(z, coef::kLogPoly);
+  vd lnm = fma(s * z, q, s) * 2.0;
+  return fma(e, splat(kLn2Hi), fma(e, splat(kLn2Lo), lnm));
+}
+
 // log(x) for finite x > 0 (subnormals included).
 inline vd vlog(vd x) {
   vd m, e;
@@ -43,11 +51,23 @@ inline vd vlog(vd x) {
   const mask big = m > 1.4142135623730951;
   m = select(big, m * 0.5, m);
   e = select(big, e + 1.0, e);
-  vd s = (m - 1.0) / (m + 1.0);
-  vd z = s * s;
-  vd q = horner(z, coef::kLogPoly);
-  vd lnm = fma(s * z, q, s) * 2.0;
-  return fma(e, splat(kLn2Hi), fma(e, splat(kLn2Lo), lnm));
+  return log_from_s((m - 1.0) / (m + 1.0), e);
+}
+
+// log(a / b) for finite a, b > 0, without forming a / b: with a = ma 2^ea and
+// b = mb 2^eb, ln(a / b) = ln(ma / mb) + (ea - eb) ln 2, and ma / mb (brought
+// into [1/sqrt 2, sqrt 2] by doubling one of them) enters only through
+// s = (ma - mb) / (ma + mb), whose numerator is exact. As accurate as vlog, and
+// a division shorter on the critical path than vlog(a / b).
+inline vd vlog_ratio(vd a, vd b) {
+  vd ma, ea, mb, eb;
+  split_exponent(a, ma, ea);
+  split_exponent(b, mb, eb);
+  const mask up = ma > mb * 1.4142135623730951, down = mb > ma * 1.4142135623730951;
+  vd e = select(up, splat(1.0), select(down, splat(-1.0), splat(0.0))) + (ea - eb);
+  mb = select(up, mb * 2.0, mb);
+  ma = select(down, ma * 2.0, ma);
+  return log_from_s((ma - mb) / (ma + mb), e);
 }
 
 // Standard normal density.
