@@ -95,9 +95,9 @@ inline vd vncdf(vd x) {
   return select(x < 0.0, q, 1.0 - q);
 }
 
-// N(w a) and N(w b) (w = +-1) with the densities phi(a), phi(b) as by-products:
-// the pricing kernels need all four, and this shares the exponentials and one
-// division between them.
+// N(w a) and N(w b) (w = +-1) and the densities phi(a), phi(b): the pricing
+// kernels need all four. Black-76 passes phi(d2) = phi(d1) F / K, one
+// exponential for both densities (black76_core).
 struct NormPair {
   vd cdf_a, cdf_b, pdf_a, pdf_b;
 };
@@ -119,20 +119,6 @@ inline NormPair norm_pair_from_pdf(vd w, vd a, vd b, vd pdf_a, vd pdf_b) {
   r.cdf_a = select(w * a < 0.0, qa, 1.0 - qa);
   r.cdf_b = select(w * b < 0.0, qb, 1.0 - qb);
   return r;
-}
-
-inline NormPair vncdf_pair(vd w, vd a, vd b) {
-  return norm_pair_from_pdf(w, a, b, vnpdf(a), vnpdf(b));
-}
-
-// As vncdf_pair for d1, d2 of Black-76, whose densities are related by
-// phi(d2) = phi(d1) F / K (`ratio`): one exponential instead of two. Where
-// phi(d1) is too small for the identity to be exact, phi(d2) is computed.
-inline NormPair vncdf_d1d2(vd w, vd d1, vd d2, vd ratio) {
-  vd pdf1 = vnpdf(d1);
-  mask tiny = pdf1 < 1e-290;
-  vd pdf2 = any(tiny) ? select(tiny, vnpdf(d2), pdf1 * ratio) : pdf1 * ratio;
-  return norm_pair_from_pdf(w, d1, d2, pdf1, pdf2);
 }
 
 }  // namespace marginkit::simd::MK_ISA_NS
