@@ -16,8 +16,19 @@ Fits:
 * Mills ratio ``R(t) = Q(t) / phi(t)`` of the standard normal, ``t >= 0``:
   ``R(t) = M(u) / (t + C)`` with ``u = (t - C) / (t + C)`` in ``[-1, 1)``.  The
   upper tail is then ``Q(t) = exp(-t^2/2) / sqrt(2 pi) * R(t)``, accurate to a
-  few ulp in *relative* terms all the way into the tail.
+  few ulp in *relative* terms all the way into the tail.  Used where ``t`` is
+  unbounded (implied volatility deep in the wings).
+* The same ratio on ``0 <= t <= 40`` only (pricing clamps there: ``Q(40)``
+  underflows), as a rational function ``R(t) = P(t) / D(t)`` of degrees 10 / 11
+  with ``D(0) = 1``: 21 terms instead of 24, no division to form ``u``, and one
+  division shared by a pair of ratios.  A near-minimax relative-error fit by
+  linearised least squares on Chebyshev nodes (Loeb's reweighting, then
+  Lawson's), at 60 digits.  ``P(0)`` is fixed to the double next to
+  ``sqrt(pi/2)`` whose product with the double ``1/sqrt(2 pi)`` rounds to exactly
+  1/2, so that ``N(0) = 1/2`` exactly.
 """
+import math
+
 import mpmath as mp
 
 mp.mp.dps = 60
@@ -41,6 +52,65 @@ def mills(u):
     return q / phi * (t + c)
 
 
+def mills_t(t):
+    return mp.erfc(t / mp.sqrt(2)) / 2 * mp.exp(t * t / 2) * mp.sqrt(2 * mp.pi)
+
+
+def mills_p0():
+    """The double nearest sqrt(pi/2) with fl(fl(1/sqrt(2 pi)) * P0) = 1/2."""
+    inv_sqrt_2pi = float(1 / mp.sqrt(2 * mp.pi))
+    lo = hi = float(mp.sqrt(mp.pi / 2))
+    cands = [lo]
+    for _ in range(4):
+        lo, hi = math.nextafter(lo, 0.0), math.nextafter(hi, 2.0)
+        cands += [lo, hi]
+    cands.sort(key=lambda c: abs(mp.mpf(c) - mp.sqrt(mp.pi / 2)))
+    return next(c for c in cands if inv_sqrt_2pi * c == 0.5)
+
+
+def rational_fit(f, lo, hi, m, n, p0, npts=400, iters=30):
+    """P / D with deg P = m, deg D = n, D(0) = 1, P(0) = p0: near-minimax in relative error.
+
+    Minimises sum w_i^2 ((P - f D) / (f D_prev))^2 over Chebyshev nodes: first
+    re-solving with the previous denominator (Loeb), then also reweighting by
+    the error (Lawson). Returns the best iterate, coefficients rounded to float64.
+    """
+    lo, hi = mp.mpf(lo), mp.mpf(hi)
+    xs = [(lo + hi) / 2 + (hi - lo) / 2 * mp.cos(mp.pi * (i + mp.mpf(1) / 2) / npts)
+          for i in range(npts)] + [lo, hi]
+    fs = [f(x) for x in xs]
+    w = [mp.mpf(1)] * len(xs)
+    dprev = [mp.mpf(1)] * len(xs)
+    best = None
+    for it in range(iters):
+        rows, rhs = [], []
+        for x, fx, wi, di in zip(xs, fs, w, dprev, strict=True):
+            s = wi / (fx * di)
+            rows.append([s * x**k for k in range(1, m + 1)]
+                        + [-s * fx * x**k for k in range(1, n + 1)])
+            rhs.append(s * (fx - p0))
+        sol = mp.qr_solve(mp.matrix(rows), mp.matrix(rhs))[0]
+        p = [mp.mpf(p0)] + [sol[k] for k in range(m)]
+        d = [mp.mpf(1)] + [sol[m + k] for k in range(n)]
+        pv = [mp.polyval(p[::-1], x) for x in xs]
+        dv = [mp.polyval(d[::-1], x) for x in xs]
+        err = [pv[i] / dv[i] / fs[i] - 1 for i in range(len(xs))]
+        e = max(abs(v) for v in err)
+        if best is None or e < best[0]:
+            best = (e, p, d)
+        if it >= iters // 3:
+            w = [wi * mp.sqrt(abs(ei)) + mp.mpf(10) ** -40 for wi, ei in zip(w, err, strict=True)]
+            total = sum(w)
+            w = [wi / total * len(w) for wi in w]
+        dprev = dv
+    _, p, d = best
+    pd = [float(c) for c in reversed(p)]  # highest degree first
+    dd = [float(c) for c in reversed(d)]
+    grid = [lo + (hi - lo) * mp.mpf(i) / 2000 for i in range(2001)]
+    err = max(abs(mp.polyval(pd, x) / mp.polyval(dd, x) / f(x) - 1) for x in grid)
+    return pd, dd, float(err)
+
+
 def exp_p(r):
     return (mp.exp(r) - 1 - r) / (r * r) if r != 0 else mp.mpf(0.5)
 
@@ -52,19 +122,29 @@ def log_q(z):
     return (mp.atanh(s) / s - 1) / z
 
 
-def emit(name, coeffs, err):
+def emit(name, coeffs, comment):
     body = ",\n    ".join(repr(c) for c in coeffs)
-    return (f"// max fit error {err:.3g}; highest degree first\n"
+    return (f"// {comment}; highest degree first\n"
             f"inline constexpr double {name}[{len(coeffs)}] = {{\n    {body}}};\n")
 
 
 def main():
     ln2h = float(mp.log(2) / 2)
     smax = (mp.sqrt(2) - 1) / (mp.sqrt(2) + 1)
+
+    def poly(name, coeffs_err):
+        coeffs, err = coeffs_err
+        return emit(name, coeffs, f"max fit error {err:.3g}")
+
+    num, den, err = rational_fit(mills_t, 0, 40, 10, 11, mills_p0())
     parts = [
-        emit("kExpPoly", *fit(exp_p, -ln2h * 1.01, ln2h * 1.01, 10)),
-        emit("kLogPoly", *fit(log_q, 0, float(smax * smax) * 1.01, 8)),
-        emit("kMillsPoly", *fit(mills, -1, 0.999999, 24)),
+        poly("kExpPoly", fit(exp_p, -ln2h * 1.01, ln2h * 1.01, 10)),
+        poly("kLogPoly", fit(log_q, 0, float(smax * smax) * 1.01, 8)),
+        poly("kMillsPoly", fit(mills, -1, 0.999999, 24)),
+        "// Mills ratio on [0, 40] as kMillsNum(t) / kMillsDen(t), max relative error\n"
+        f"// {err:.3g} (rounded coefficients).\n"
+        + emit("kMillsNum", num, "numerator")
+        + emit("kMillsDen", den, "denominator"),
     ]
     print("// Generated by tools/gen_coefficients.py; do not edit.\n#pragma once\n")
     print("namespace marginkit::simd::coef {\n")

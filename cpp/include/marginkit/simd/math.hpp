@@ -36,6 +36,14 @@ inline vd vexp_mhalfsq(vd t) {
   return fma(e, lo * -0.5, e);
 }
 
+// ln(m) + e ln 2 from s = (m - 1) / (m + 1), |s| <= (sqrt 2 - 1) / (sqrt 2 + 1).
+inline vd log_from_s(vd s, vd e) {
+  vd z = s * s;
+  vd q = horner(z, coef::kLogPoly);
+  vd lnm = fma(s * z, q, s) * 2.0;
+  return fma(e, splat(kLn2Hi), fma(e, splat(kLn2Lo), lnm));
+}
+
 // log(x) for finite x > 0 (subnormals included).
 inline vd vlog(vd x) {
   vd m, e;
@@ -43,17 +51,31 @@ inline vd vlog(vd x) {
   const mask big = m > 1.4142135623730951;
   m = select(big, m * 0.5, m);
   e = select(big, e + 1.0, e);
-  vd s = (m - 1.0) / (m + 1.0);
-  vd z = s * s;
-  vd q = horner(z, coef::kLogPoly);
-  vd lnm = fma(s * z, q, s) * 2.0;
-  return fma(e, splat(kLn2Hi), fma(e, splat(kLn2Lo), lnm));
+  return log_from_s((m - 1.0) / (m + 1.0), e);
+}
+
+// log(a / b) for finite a, b > 0, without forming a / b: with a = ma 2^ea and
+// b = mb 2^eb, ln(a / b) = ln(ma / mb) + (ea - eb) ln 2, and ma / mb (brought
+// into [1/sqrt 2, sqrt 2] by doubling one of them) enters only through
+// s = (ma - mb) / (ma + mb), whose numerator is exact. As accurate as vlog, and
+// a division shorter on the critical path than vlog(a / b).
+inline vd vlog_ratio(vd a, vd b) {
+  vd ma, ea, mb, eb;
+  split_exponent(a, ma, ea);
+  split_exponent(b, mb, eb);
+  const mask up = ma > mb * 1.4142135623730951, down = mb > ma * 1.4142135623730951;
+  vd e = select(up, splat(1.0), select(down, splat(-1.0), splat(0.0))) + (ea - eb);
+  mb = select(up, mb * 2.0, mb);
+  ma = select(down, ma * 2.0, ma);
+  return log_from_s((ma - mb) / (ma + mb), e);
 }
 
 // Standard normal density.
 inline vd vnpdf(vd x) { return vexp_mhalfsq(x) * kInvSqrt2Pi; }
 
-// Mills ratio R(t) = Q(t) / phi(t) for t >= 0 (t is clamped to [0, 1e7]).
+// Mills ratio R(t) = Q(t) / phi(t) for t >= 0 (t is clamped to [0, 1e7]). For
+// the unbounded arguments of implied volatility; pricing, whose arguments are
+// clamped to [0, 40], uses the cheaper rational fit (norm_pair_from_pdf).
 inline vd vmills(vd t) {
   t = vmin(vmax(t, splat(0.0)), splat(1e7));
   vd inv = 1.0 / (t + coef::kMillsC);
@@ -73,43 +95,30 @@ inline vd vncdf(vd x) {
   return select(x < 0.0, q, 1.0 - q);
 }
 
-// N(w a) and N(w b) (w = +-1) with the densities phi(a), phi(b) as by-products:
-// the pricing kernels need all four, and this shares the exponentials and one
-// division between them.
+// N(w a) and N(w b) (w = +-1) and the densities phi(a), phi(b): the pricing
+// kernels need all four. Black-76 passes phi(d2) = phi(d1) F / K, one
+// exponential for both densities (black76_core).
 struct NormPair {
   vd cdf_a, cdf_b, pdf_a, pdf_b;
 };
 
-// The tails and CDFs of a and b given their densities.
+// The tails and CDFs of a and b given their densities. The Mills ratios are
+// rational, R(t) = P(t) / D(t) on [0, 40] (coefficients.hpp), the two
+// denominators inverted by one division.
 inline NormPair norm_pair_from_pdf(vd w, vd a, vd b, vd pdf_a, vd pdf_b) {
-  const vd c = splat(coef::kMillsC);
   vd ta = vmin(vabs(a), splat(40.0)), tb = vmin(vabs(b), splat(40.0));
-  vd pa = ta + c, pb = tb + c;
-  vd inv = 1.0 / (pa * pb);
-  vd ia = pb * inv, ib = pa * inv;  // 1/(ta + c), 1/(tb + c)
+  vd na = horner(ta, coef::kMillsNum), da = horner(ta, coef::kMillsDen);
+  vd nb = horner(tb, coef::kMillsNum), db = horner(tb, coef::kMillsDen);
+  vd inv = 1.0 / (da * db);
   NormPair r;
   r.pdf_a = pdf_a;
   r.pdf_b = pdf_b;
   // phi(t) = phi(|t|), and both are 0 beyond the clamp at 40.
-  vd qa = r.pdf_a * horner((ta - c) * ia, coef::kMillsPoly) * ia;
-  vd qb = r.pdf_b * horner((tb - c) * ib, coef::kMillsPoly) * ib;
+  vd qa = r.pdf_a * na * (db * inv);
+  vd qb = r.pdf_b * nb * (da * inv);
   r.cdf_a = select(w * a < 0.0, qa, 1.0 - qa);
   r.cdf_b = select(w * b < 0.0, qb, 1.0 - qb);
   return r;
-}
-
-inline NormPair vncdf_pair(vd w, vd a, vd b) {
-  return norm_pair_from_pdf(w, a, b, vnpdf(a), vnpdf(b));
-}
-
-// As vncdf_pair for d1, d2 of Black-76, whose densities are related by
-// phi(d2) = phi(d1) F / K (`ratio`): one exponential instead of two. Where
-// phi(d1) is too small for the identity to be exact, phi(d2) is computed.
-inline NormPair vncdf_d1d2(vd w, vd d1, vd d2, vd ratio) {
-  vd pdf1 = vnpdf(d1);
-  mask tiny = pdf1 < 1e-290;
-  vd pdf2 = any(tiny) ? select(tiny, vnpdf(d2), pdf1 * ratio) : pdf1 * ratio;
-  return norm_pair_from_pdf(w, d1, d2, pdf1, pdf2);
 }
 
 }  // namespace marginkit::simd::MK_ISA_NS

@@ -54,12 +54,23 @@ inline vd load_col(const double* p, bool broadcast, std::size_t i) {
   return broadcast ? splat(*p) : load(p + i);
 }
 
-// Widening through int32 lets the compiler use vector sign extension and
-// conversion (a direct int8 -> double conversion is done lane by lane).
+// kWidth int8 values as doubles. On x86 by sign extension to int32 and one
+// conversion (vpmovsxbd, vcvtdq2pd); from a vector-extension load GCC assembles
+// the bytes one by one in general-purpose registers.
 inline vd load_i8(const std::int8_t* p) {
+#if defined(__AVX512F__)
+  std::int64_t bytes;
+  std::memcpy(&bytes, p, sizeof bytes);
+  return reinterpret_cast<vd>(_mm512_cvtepi32_pd(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(bytes))));
+#elif defined(__AVX2__)
+  std::int32_t bytes;
+  std::memcpy(&bytes, p, sizeof bytes);
+  return reinterpret_cast<vd>(_mm256_cvtepi32_pd(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(bytes))));
+#else
   vi8 v;
   std::memcpy(&v, p, sizeof v);
   return __builtin_convertvector(__builtin_convertvector(v, vi32), vd);
+#endif
 }
 
 // Lanes of a where m is set, of b elsewhere. The vector ?: lets the compiler
