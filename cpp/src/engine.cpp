@@ -331,9 +331,10 @@ Engine::Contribution Engine::contribution_at(const InstrumentSpec& in, double si
 }
 
 __attribute__((noinline)) Engine::Contribution Engine::general_contribution(
-    const Position& p, const InstrumentState& st, double f) const noexcept {
-  return contribution_at(instruments_[p.instrument], p.size, p.bids, p.asks, p.entry, st.mark,
-                         st.index, f);
+    const Position& p, double f) const noexcept {
+  const InstrumentSpec& in = instruments_[p.instrument];
+  return contribution_at(in, p.size, p.bids, p.asks, p.entry, marks_[p.instrument].value,
+                         index_of(in), f);
 }
 
 double Engine::equity_of(const InstrumentSpec& in, double size, double entry,
@@ -385,7 +386,7 @@ void Engine::refresh(Account& a) {
       oldest = std::min(oldest, st.time);
       const double f = st.settle == margin ? 1.0 : assets_[st.settle].price / margin_price;
       if (st.row) {  // its requirement comes from its scenario group
-        eq += position_value(st.kind, st.inverse, st.cs, p.size, p.entry, st.mark) * f;
+        eq += state_value(st, p) * f;
         add_to_group(groups, sc, group_for(groups, st), st, p, f);
       } else {
         const Contribution c = standard_contribution(p, st, f);

@@ -392,11 +392,9 @@ void Engine::add_to_group(std::vector<Group>& groups, PortfolioScratch& sc, Grou
   sc.w_bids[k] = qb * f;
   sc.w_asks[k] = qa * f;
   sc.group[k] = static_cast<int>(&g - groups.data());
-  if (st.kind == InstrumentKind::option) {
-    g.short_units += std::max(0.0, -p.size) * st.cs;
-    g.short_bids += std::max(0.0, -qb) * st.cs;
-    g.short_asks += std::max(0.0, -qa) * st.cs;
-  }
+  g.short_units += std::max(0.0, -p.size) * st.short_cs;  // 0 but for options
+  g.short_bids += std::max(0.0, -qb) * st.short_cs;
+  g.short_asks += std::max(0.0, -qa) * st.short_cs;
   g.delta_units += p.size * st.delta;
   g.delta_bids += qb * st.delta;
   g.delta_asks += qa * st.delta;
@@ -493,33 +491,50 @@ bool Engine::refresh_batch(Account& a) {
     const double* rows[kRows];
     double w[kRows];
   };
-  Acc acc[kGroups];
+  // Positions join their group without a branch on which group (a random
+  // book mispredicts it): slot_of maps a group key to its slot, -1 if none yet.
+  PortfolioScratch& sc = portfolio_scratch();
+  if (sc.slot_of.size() < assets_.size()) sc.slot_of.assign(assets_.size(), -1);
+  int* const slot_of = sc.slot_of.data();
+  Acc acc[kGroups + 1];
+  for (Acc& x : acc) {
+    x.count = 0;
+    x.shorts = x.delta = 0.0;
+  }
   int groups = 0;
   const int margin = a.margin_asset;
   const double margin_price = assets_[margin].price;
-  double eq = 0.0;
+  double eq = 0.0, oldest = assets_[margin].time;
+  auto release = [&] {
+    for (int g = 0; g < groups; ++g) slot_of[acc[g].key] = -1;
+  };
   for (const Position& p : a.positions) {
     const InstrumentState& st = istate_[p.instrument];
-    if (!st.row || st.group < 0 || p.bids > 0.0 || p.asks > 0.0) return false;
-    int g = 0;
-    while (g < groups && acc[g].key != st.group) ++g;
-    if (g == groups) {
-      if (groups == kGroups) return false;
-      acc[g].key = st.group;
-      acc[g].count = 0;
-      acc[g].shorts = acc[g].delta = 0.0;
-      ++groups;
+    if (!st.row || st.group < 0 || p.bids > 0.0 || p.asks > 0.0) {
+      release();
+      return false;
     }
-    const double f = st.settle == margin ? 1.0 : assets_[st.settle].price / margin_price;
-    eq += position_value(st.kind, st.inverse, st.cs, p.size, p.entry, st.mark) * f;
+    const int key = st.group;
+    const int found = slot_of[key];
+    const bool fresh = found < 0;
+    const int g = fresh ? groups : found;
+    slot_of[key] = g;
+    groups += fresh ? 1 : 0;
     Acc& x = acc[g];
+    x.key = key;
+    if (groups > kGroups) {
+      release();
+      return false;
+    }
+    oldest = std::min(oldest, st.time);
+    const double f = st.settle == margin ? 1.0 : assets_[st.settle].price / margin_price;
+    eq += state_value(st, p) * f;
     x.rows[x.count] = st.row;
     x.w[x.count++] = p.size * f;
-    if (st.kind == InstrumentKind::option) x.shorts += std::max(0.0, -p.size) * st.cs;
+    x.shorts += std::max(0.0, -p.size) * st.short_cs;
     x.delta += p.size * st.delta;
   }
-  double oldest = assets_[margin].time;
-  for (const Position& p : a.positions) oldest = std::min(oldest, istate_[p.instrument].time);
+  release();
   a.collateral = collateral_of(a, &oldest);
   double im = 0.0, mm = 0.0;
   const auto weighted_rows = simd::active_kernels().weighted_rows;
@@ -549,30 +564,30 @@ void Engine::ensure_state() {
   ensure_risk();
   if (istate_stamp_ == stamp_ && istate_.size() == instruments_.size()) return;
   istate_.resize(instruments_.size());
+  icurve_.resize(instruments_.size());
   curve_pieces_.resize(2 * instruments_.size());
   for (std::size_t i = 0; i < instruments_.size(); ++i) {
     const InstrumentSpec& in = instruments_[i];
     InstrumentState& st = istate_[i];
-    st.mark = marks_[i].value;
-    st.index = index_of(in);
+    const double mark = marks_[i].value;
     st.time = std::min({marks_[i].time, assets_[in.underlying].time, assets_[in.settle].time});
     st.cs = in.terms.contract_size;
+    st.short_cs = in.kind == InstrumentKind::option ? st.cs : 0.0;
     st.delta = risk_delta_[i];
     st.row = risk_offset_[i] == kNoRow ? nullptr : &risk_[risk_offset_[i]];
     st.settle = in.settle;
     st.group = st.row ? group_key(in) : 0;
-    st.kind = in.kind;
-    st.inverse = in.terms.inverse;
-    const MarginModel& m = models_[in.model];
-    st.curve = requirement_curve(m, in.terms, st.mark, st.index, &curve_pieces_[2 * i]);
-    st.general = (m.oi_upper > 0.0 && open_interest_[i] > 0.0) ||
-                 (m.kind == ModelKind::tiered && m.value_at_entry) || m.brackets.size() > 16;
     const bool futures = in.kind == InstrumentKind::perpetual || in.kind == InstrumentKind::future;
-    st.em = futures && in.terms.inverse ? -1.0 / st.mark
-            : futures || in.kind == InstrumentKind::option ? st.mark
+    const bool inverse_future = futures && in.terms.inverse;
+    st.em = inverse_future ? -1.0 / mark
+            : futures || in.kind == InstrumentKind::option ? mark
                                                             : 0.0;
-    st.ek = futures ? 1.0 : 0.0;
-    st.inverse_future = futures && in.terms.inverse;
+    st.ek = inverse_future ? -1.0 : futures ? 1.0 : 0.0;
+    const MarginModel& m = models_[in.model];
+    InstrumentCurve& c = icurve_[i];
+    c.curve = requirement_curve(m, in.terms, mark, index_of(in), &curve_pieces_[2 * i]);
+    c.general = (m.oi_upper > 0.0 && open_interest_[i] > 0.0) ||
+                (m.kind == ModelKind::tiered && m.value_at_entry) || m.brackets.size() > 16;
   }
   istate_stamp_ = stamp_;
 }

@@ -577,43 +577,46 @@ class Engine {
   // What refreshing a position reads of its instrument, gathered once per
   // market state by ensure_state() (batch passes call it before their threads
   // start; refreshing then only reads it).
-  struct InstrumentState {
-    double mark, index, time;  // time: the oldest of its mark and its assets' prices
-    double cs, delta;          // contract size; delta units per contract (risk arrays)
-    const double* row;         // risk-array row; nullptr: no scenario set applies
-    int settle, group;         // settlement asset; scenario group key
-    InstrumentKind kind;
-    bool inverse;
-    // The requirement curve at today's prices; general: the model needs more
-    // than eval_curve16 (an open-interest IMF in force, values at entry, or
-    // more than 16 brackets).
-    bool general;
-    RequirementCurve curve;
-    // Position value = size cs (em - ek h), h = entry (inverse futures:
-    // -1 / entry): position_value() without a branch on the kind.
+  struct alignas(64) InstrumentState {  // one cache line
+    double time;       // the oldest of its mark and its assets' prices
+    double delta;      // delta units per contract (risk arrays)
+    double cs;         // contract size
+    double short_cs;   // options: contract size (short option units), else 0
+    // Position value = size cs (em - ek h), h = entry, or 1 / entry for inverse
+    // futures (ek = -1): position_value() without a branch on the kind.
     double em, ek;
-    bool inverse_future;
+    const double* row;  // risk-array row; nullptr: no scenario set applies
+    int settle, group;  // settlement asset; scenario group key
+  };
+  // The requirement curve at today's prices; general: the model needs more
+  // than eval_curve16 (an open-interest IMF in force, values at entry, or more
+  // than 16 brackets).
+  struct alignas(64) InstrumentCurve {
+    RequirementCurve curve;
+    bool general;
   };
   // A position's value (as position_value()) from its instrument's state.
   static double state_value(const InstrumentState& st, const Position& p) noexcept {
-    const double h = st.inverse_future ? -1.0 / p.entry : p.entry;
+    if (p.size == 0.0) return 0.0;  // an order-only position, priced or not
+    const double h = st.ek < 0.0 ? 1.0 / p.entry : p.entry;
     return p.size * st.cs * (st.em - st.ek * h);
   }
   // contribution_at() for a position of a cross (standard-margin) refresh;
   // out of line, so the common positions' loop keeps its sums in registers.
-  Contribution general_contribution(const Position& p, const InstrumentState& st,
-                                    double f) const noexcept;
+  Contribution general_contribution(const Position& p, double f) const noexcept;
   // contribution_at() of a position (f: settlement to margin asset): the
   // common one from its instrument's curve, the rest by general_contribution.
   Contribution standard_contribution(const Position& p, const InstrumentState& st,
                                      double f) const noexcept {
-    if (p.size != 0.0 && !(p.bids > 0.0) && !(p.asks > 0.0) && !st.general) {
-      const Requirement r = eval_curve16(st.curve, p.size);
+    const InstrumentCurve& c = icurve_[p.instrument];
+    if (p.size != 0.0 && !(p.bids > 0.0) && !(p.asks > 0.0) && !c.general) {
+      const Requirement r = eval_curve16(c.curve, p.size);
       return {r.im * f, r.mm * f, state_value(st, p) * f};
     }
-    return general_contribution(p, st, f);
+    return general_contribution(p, f);
   }
   std::vector<InstrumentState> istate_;
+  std::vector<InstrumentCurve> icurve_;
   std::vector<CurvePiece> curve_pieces_;  // per instrument: an option's pieces (2)
   std::uint64_t istate_stamp_ = 0;
   void ensure_state();
@@ -628,6 +631,7 @@ class Engine {
     // One group's share of the above when an account has several groups.
     std::vector<const double*> g_rows;
     std::vector<double> g_now, g_bids, g_asks;
+    std::vector<int> slot_of;  // refresh_batch: group key -> slot, -1 between accounts
     void reset(std::size_t positions) {
       count = 0;
       if (rows.size() < positions) {
