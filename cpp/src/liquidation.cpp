@@ -733,7 +733,7 @@ std::vector<LiquidationPlan> Engine::plan_all() {
     for (std::size_t i = b; i < e; ++i) {
       Account& a = accounts_[i];
       refresh_sums(a);
-      if (summarize(a).state < Health::liquidation) continue;
+      if (figures(a).state < Health::liquidation) continue;
       local.push_back(plan_liquidation(static_cast<int>(i)));
     }
     std::lock_guard<std::mutex> lock(m);

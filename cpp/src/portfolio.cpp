@@ -484,68 +484,54 @@ bool Engine::refresh_batch(Account& a) {
   constexpr std::size_t kRows = 64;
   const std::size_t n = a.positions.size();
   if (n > kRows) return false;
-  struct Acc {
-    int key;
-    std::size_t count;
-    double shorts, delta;
-    const double* rows[kRows];
-    double w[kRows];
-  };
-  // Positions join their group without a branch on which group (a random
-  // book mispredicts it): slot_of maps a group key to its slot, -1 if none yet.
-  PortfolioScratch& sc = portfolio_scratch();
-  if (sc.slot_of.size() < assets_.size()) sc.slot_of.assign(assets_.size(), -1);
-  int* const slot_of = sc.slot_of.data();
-  Acc acc[kGroups + 1];
-  for (Acc& x : acc) {
-    x.count = 0;
-    x.shorts = x.delta = 0.0;
-  }
+  // Positions join their group with no branch and no memory round trip on
+  // which group (a random book mispredicts the one, and the other chains each
+  // position to the last): the keys, counts and units of the groups live in
+  // registers (fixed-size arrays indexed by constants only), updated by selects.
+  int keys[kGroups] = {-1, -1, -1, -1};
+  std::size_t count[kGroups] = {0, 0, 0, 0};
+  double shorts[kGroups] = {0.0, 0.0, 0.0, 0.0}, delta[kGroups] = {0.0, 0.0, 0.0, 0.0};
+  const double* rows[kGroups * kRows];
+  double w[kGroups * kRows];
   int groups = 0;
   const int margin = a.margin_asset;
   const double margin_price = assets_[margin].price;
   double eq = 0.0, oldest = assets_[margin].time;
-  auto release = [&] {
-    for (int g = 0; g < groups; ++g) slot_of[acc[g].key] = -1;
-  };
   for (const Position& p : a.positions) {
     const InstrumentState& st = istate_[p.instrument];
-    if (!st.row || st.group < 0 || p.bids > 0.0 || p.asks > 0.0) {
-      release();
-      return false;
-    }
+    if (!st.row || st.group < 0 || p.bids > 0.0 || p.asks > 0.0) return false;
     const int key = st.group;
-    const int found = slot_of[key];
-    const bool fresh = found < 0;
-    const int g = fresh ? groups : found;
-    slot_of[key] = g;
-    groups += fresh ? 1 : 0;
-    Acc& x = acc[g];
-    x.key = key;
-    if (groups > kGroups) {
-      release();
-      return false;
+    int g = groups;  // a new group unless the key has one
+    for (int j = kGroups - 1; j >= 0; --j) g = keys[j] == key ? j : g;
+    if (g == kGroups) return false;  // a fifth underlying
+    groups += g == groups ? 1 : 0;
+    std::size_t at = 0;
+    const double units = std::max(0.0, -p.size) * st.short_cs, du = p.size * st.delta;
+    for (int j = 0; j < kGroups; ++j) {
+      const bool mine = j == g;
+      keys[j] = mine ? key : keys[j];
+      at = mine ? count[j] : at;
+      count[j] += mine ? 1 : 0;
+      shorts[j] += mine ? units : 0.0;
+      delta[j] += mine ? du : 0.0;
     }
     oldest = std::min(oldest, st.time);
     const double f = st.settle == margin ? 1.0 : assets_[st.settle].price / margin_price;
     eq += state_value(st, p) * f;
-    x.rows[x.count] = st.row;
-    x.w[x.count++] = p.size * f;
-    x.shorts += std::max(0.0, -p.size) * st.short_cs;
-    x.delta += p.size * st.delta;
+    rows[g * kRows + at] = st.row;
+    w[g * kRows + at] = p.size * f;
   }
-  release();
   a.collateral = collateral_of(a, &oldest);
   double im = 0.0, mm = 0.0;
   const auto weighted_rows = simd::active_kernels().weighted_rows;
   alignas(64) double pnl[kMaxBatchScenarios];
   for (int g = 0; g < groups; ++g) {
-    const int set = underlying_set_[acc[g].key];
+    const int set = underlying_set_[keys[g]];
     const std::size_t len = padded(sets_[set].scenarios.size());
     if (len > kMaxBatchScenarios) return false;  // nothing written to the account yet
-    weighted_rows(len, acc[g].count, acc[g].rows, acc[g].w, pnl);
+    weighted_rows(len, count[g], rows + g * kRows, w + g * kRows, pnl);
     const Requirement r =
-        group_requirement(set, acc[g].key, pnl, acc[g].shorts, acc[g].delta, margin_price);
+        group_requirement(set, keys[g], pnl, shorts[g], delta[g], margin_price);
     im += r.im;
     mm += r.mm;
   }

@@ -488,6 +488,12 @@ class Engine {
   static void prefetch_heap(const Account& a) noexcept;
   double collateral_of(const Account& a, double* oldest) const noexcept;
   AccountSummary summarize(const Account& a) const noexcept;
+  // What summarize() rounds and classifies (NaN figures for an unpriced account).
+  struct Figures {
+    double equity, im, mm;
+    Health state;
+  };
+  Figures figures(const Account& a) const noexcept;
   Health health(double equity, double mm, bool has_risk) const noexcept;
   Position& slot(Account& a, int instrument);
   void drop_empty(Account& a);
@@ -631,7 +637,6 @@ class Engine {
     // One group's share of the above when an account has several groups.
     std::vector<const double*> g_rows;
     std::vector<double> g_now, g_bids, g_asks;
-    std::vector<int> slot_of;  // refresh_batch: group key -> slot, -1 between accounts
     void reset(std::size_t positions) {
       count = 0;
       if (rows.size() < positions) {
