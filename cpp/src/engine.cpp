@@ -103,7 +103,7 @@ int Engine::add_model(MarginModel model) {
   if (model.name.empty()) bad("model name must not be empty");
   if (model_ids_.count(model.name)) bad("duplicate model '" + model.name + "'");
   model.finalize();
-  istate_stamp_ = 0;  // instrument states point into the models' curve tables
+  istate_stamp_.value = 0;  // instrument states point into the models' curve tables
   const int id = static_cast<int>(models_.size());
   model_ids_[model.name] = id;
   models_.push_back(std::move(model));

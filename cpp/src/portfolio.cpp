@@ -548,7 +548,7 @@ bool Engine::refresh_batch(Account& a) {
 
 void Engine::ensure_state() {
   ensure_risk();
-  if (istate_stamp_ == stamp_ && istate_.size() == instruments_.size()) return;
+  if (istate_stamp_.value == stamp_ && istate_.size() == instruments_.size()) return;
   istate_.resize(instruments_.size());
   icurve_.resize(instruments_.size());
   curve_pieces_.resize(2 * instruments_.size());
@@ -573,9 +573,9 @@ void Engine::ensure_state() {
     InstrumentCurve& c = icurve_[i];
     c.curve = requirement_curve(m, in.terms, mark, index_of(in), &curve_pieces_[2 * i]);
     c.general = (m.oi_upper > 0.0 && open_interest_[i] > 0.0) ||
-                (m.kind == ModelKind::tiered && m.value_at_entry) || m.brackets.size() > 16;
+                (m.kind == ModelKind::tiered && m.value_at_entry) || m.brackets.size() > kShortCurve;
   }
-  istate_stamp_ = stamp_;
+  istate_stamp_.value = stamp_;
 }
 
 std::pair<double, double> Engine::offset_credit(const std::vector<Group>& groups, int changed_key,

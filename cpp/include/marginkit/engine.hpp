@@ -624,7 +624,19 @@ class Engine {
   std::vector<InstrumentState> istate_;
   std::vector<InstrumentCurve> icurve_;
   std::vector<CurvePiece> curve_pieces_;  // per instrument: an option's pieces (2)
-  std::uint64_t istate_stamp_ = 0;
+  // The stamp of the tables above. They point into this engine (risk rows,
+  // models' curve tables, curve_pieces_), so a copy of the engine does not
+  // inherit it and rebuilds them on first use.
+  struct OwnStamp {
+    std::uint64_t value = 0;
+    OwnStamp() = default;
+    OwnStamp(const OwnStamp&) noexcept {}
+    OwnStamp& operator=(const OwnStamp&) noexcept {
+      value = 0;
+      return *this;
+    }
+  };
+  OwnStamp istate_stamp_;
   void ensure_state();
   // Per-thread buffers of portfolio refreshes.
   struct PortfolioScratch {

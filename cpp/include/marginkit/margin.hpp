@@ -57,6 +57,7 @@ struct Bracket {
 // costs no mispredictions; every requirement (batch, checks, liquidation) is
 // computed from one, so all agree to the bit.
 inline constexpr std::size_t kMaxBrackets = 64;  // curve tables are padded to this
+inline constexpr std::size_t kShortCurve = 16;   // pieces eval_curve16 covers
 
 struct CurvePiece {
   double im_a = 0.0, im_c = 0.0, mm_a = 0.0, mm_c = 0.0;
