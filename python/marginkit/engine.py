@@ -310,7 +310,7 @@ class Engine:
         size x rate, valued at the index.
 
         ``kind="tiered"`` (Binance brackets): ``brackets=[(floor_notional, mmr,
-        imr), ...]`` starting at floor 0; MM = notional x mmr - cum, IM = notional
+        imr), ...]`` starting at floor 0, at most 64; MM = notional x mmr - cum, IM = notional
         x imr - cum_im, with the cumulative deductions derived so both are
         continuous; ``value_at_entry=True`` values the position at its average
         entry price instead of the mark (Bybit's isolated margin).
