@@ -339,7 +339,11 @@ __attribute__((noinline)) Engine::Contribution Engine::general_contribution(
 
 double Engine::equity_of(const InstrumentSpec& in, double size, double entry,
                          double mark) noexcept {
-  return position_value(in.kind, in.terms.inverse, in.terms.contract_size, size, entry, mark);
+  if (size == 0.0) return 0.0;
+  const double cs = in.terms.contract_size;
+  if (in.kind == InstrumentKind::option) return size * cs * mark;
+  if (in.kind != InstrumentKind::perpetual && in.kind != InstrumentKind::future) return 0.0;
+  return in.terms.inverse ? size * cs * (1.0 / entry - 1.0 / mark) : size * cs * (mark - entry);
 }
 
 Engine::Contribution Engine::contribution(const Account& a, const InstrumentSpec& in, double size,
@@ -454,7 +458,9 @@ AccountSummary Engine::summarize(const Account& a) const noexcept {
   s.im = f.im;
   s.mm = f.mm;
   s.available = f.equity - f.im;
-  s.margin_ratio = !a.priced ? f.mm : f.mm > 0.0 ? f.equity / f.mm : kInf;
+  s.margin_ratio = !a.priced   ? std::numeric_limits<double>::quiet_NaN()
+                   : f.mm > 0.0 ? f.equity / f.mm
+                                : kInf;
   s.state = f.state;
   s.stale = a.oldest < now_ - max_age_;
   return s;

@@ -457,13 +457,6 @@ class Engine {
   // Unrealised P&L (futures) or value (options) of a position, settlement asset.
   static double equity_of(const InstrumentSpec& in, double size, double entry,
                           double mark) noexcept;
-  static double position_value(InstrumentKind kind, bool inverse, double cs, double size,
-                               double entry, double mark) noexcept {
-    if (size == 0.0) return 0.0;
-    if (kind == InstrumentKind::option) return size * cs * mark;
-    if (kind != InstrumentKind::perpetual && kind != InstrumentKind::future) return 0.0;
-    return inverse ? size * cs * (1.0 / entry - 1.0 / mark) : size * cs * (mark - entry);
-  }
 
   // The account's cached sums for the current market state. refresh() also
   // keeps the portfolio groups' scenario vectors (pre-trade checks, attribution
@@ -589,7 +582,7 @@ class Engine {
     double cs;         // contract size
     double short_cs;   // options: contract size (short option units), else 0
     // Position value = size cs (em - ek h), h = entry, or 1 / entry for inverse
-    // futures (ek = -1): position_value() without a branch on the kind.
+    // futures (ek = -1): equity_of() without a branch on the kind.
     double em, ek;
     const double* row;  // risk-array row; nullptr: no scenario set applies
     int settle, group;  // settlement asset; scenario group key
@@ -601,7 +594,7 @@ class Engine {
     RequirementCurve curve;
     bool general;
   };
-  // A position's value (as position_value()) from its instrument's state.
+  // A position's value (as equity_of(), to the bit) from its instrument's state.
   static double state_value(const InstrumentState& st, const Position& p) noexcept {
     if (p.size == 0.0) return 0.0;  // an order-only position, priced or not
     const double h = st.ek < 0.0 ? 1.0 / p.entry : p.entry;
