@@ -355,13 +355,12 @@ Engine::Contribution Engine::contribution(const Account& a, const InstrumentSpec
 }
 
 double Engine::collateral_of(const Account& a, double* oldest) const noexcept {
-  double value = 0.0;
+  double value = 0.0, old = oldest ? *oldest : 0.0;
   for (std::size_t i = 0; i < a.balances.size(); ++i) {
     const double b = a.balances[i];
-    if (b == 0.0) continue;
-    value += asset_value(static_cast<int>(i), b, assets_[i].price);
-    if (oldest) *oldest = std::min(*oldest, assets_[i].time);
+    if (b != 0.0) add_balance(static_cast<int>(i), b, value, old);
   }
+  if (oldest) *oldest = old;
   return value / assets_[a.margin_asset].price;
 }
 
@@ -376,7 +375,7 @@ void Engine::refresh(Account& a) {
   double im = 0.0, mm = 0.0, eq = 0.0;
   bool priced = std::isfinite(a.collateral);
   if (!portfolio) {
-    const Sums sums = standard_sums(a, oldest);
+    const Sums sums = standard_sums(a.positions.size(), positions_of(a), margin, oldest);
     im = sums.im;
     mm = sums.mm;
     eq = sums.eq;
@@ -411,23 +410,6 @@ void Engine::refresh(Account& a) {
   a.stamp = stamp_;
 }
 
-Engine::Sums Engine::standard_sums(const Account& a, double& oldest) const noexcept {
-  const int margin = a.margin_asset;
-  const double margin_price = assets_[margin].price;
-  double im = 0.0, mm = 0.0, eq = 0.0, old = oldest;
-  for (const Position& p : a.positions) {
-    const InstrumentState& st = istate_[p.instrument];
-    old = std::min(old, st.time);
-    const double f = st.settle == margin ? 1.0 : assets_[st.settle].price / margin_price;
-    const Contribution c = standard_contribution(p, st, f);
-    im += c.im;
-    mm += c.mm;
-    eq += c.equity;
-  }
-  oldest = old;
-  return {im, mm, eq};
-}
-
 // Without branches (a book's states are data, and mispredicted): with
 // warning >= reduce_only >= liquidation > 0 and mm > 0, the number of
 // thresholds x MM that equity is below is the state's level.
@@ -440,15 +422,25 @@ Health Engine::health(double equity, double mm, bool has_risk) const noexcept {
   return static_cast<Health>(bankrupt ? static_cast<int>(Health::bankrupt) : level);
 }
 
-Engine::Figures Engine::figures(const Account& a) const noexcept {
-  const Quantum& q = quantum(a);
+Engine::Figures Engine::figures(int margin, const Totals& t, bool has_risk) const noexcept {
+  const Quantum& q = assets_[margin].quantum;
   Figures f;
-  f.equity = round_down(a.collateral + a.sum_pos_equity, q);
-  f.im = round_up(a.sum_im, q);
-  f.mm = round_up(a.sum_mm, q);
-  f.state = health(f.equity, f.mm, !a.positions.empty());
-  if (!a.priced) f.equity = f.im = f.mm = std::numeric_limits<double>::quiet_NaN();
+  f.equity = round_down(t.collateral + t.eq, q);
+  f.im = round_up(t.im, q);
+  f.mm = round_up(t.mm, q);
+  f.state = health(f.equity, f.mm, has_risk);
+  if (!t.priced) f.equity = f.im = f.mm = std::numeric_limits<double>::quiet_NaN();
   return f;
+}
+
+Engine::Figures Engine::figures(const Account& a) const noexcept {
+  Totals t;
+  t.collateral = a.collateral;
+  t.im = a.sum_im;
+  t.mm = a.sum_mm;
+  t.eq = a.sum_pos_equity;
+  t.priced = a.priced;
+  return figures(a.margin_asset, t, !a.positions.empty());
 }
 
 AccountSummary Engine::summarize(const Account& a) const noexcept {
@@ -521,35 +513,95 @@ std::vector<UnderlyingGreeks> Engine::net_greeks(int account) {
   return out;
 }
 
-namespace {
+// ---- the flat book -------------------------------------------------------------------
 
-constexpr std::size_t kPrefetchAhead = 6;
-
-void prefetch_range(const void* p, std::size_t bytes) {
-  const char* c = static_cast<const char*>(p);
-  for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
+void Engine::pack_flat(std::size_t i, bool append) {
+  const Account& a = accounts_[i];
+  FlatAccount& fa = flat_[i];
+  fa.margin = a.margin_asset;
+  const bool orders = std::any_of(a.positions.begin(), a.positions.end(), [](const Position& p) {
+    return p.bids > 0.0 || p.asks > 0.0;
+  });
+  fa.kind = orders ? FlatKind::other
+            : a.mode == MarginMode::portfolio ? FlatKind::portfolio
+                                              : FlatKind::cross;
+  if (fa.kind == FlatKind::other) return;
+  const std::size_t n = a.positions.size();
+  std::size_t nb = 0;
+  for (double b : a.balances) nb += b != 0.0 ? 1 : 0;
+  if (append || n > fa.pcap) {  // new slots at the end, with room to grow
+    flat_garbage_ += fa.pcap;
+    const std::size_t cap = append ? n : n + n / 2 + 1;
+    if (flat_inst_.size() + cap > UINT32_MAX) {
+      fa.kind = FlatKind::other;
+      return;
+    }
+    fa.pos = static_cast<std::uint32_t>(flat_inst_.size());
+    fa.pcap = static_cast<std::uint32_t>(cap);
+    flat_inst_.resize(flat_inst_.size() + cap);
+    flat_size_.resize(flat_inst_.size());
+    flat_entry_.resize(flat_inst_.size());
+  }
+  if (append || nb > fa.bcap) {
+    const std::size_t cap = append ? nb : nb + 1;
+    if (flat_asset_.size() + cap > UINT32_MAX || cap > UINT16_MAX) {
+      fa.kind = FlatKind::other;
+      return;
+    }
+    fa.bal = static_cast<std::uint32_t>(flat_asset_.size());
+    fa.bcap = static_cast<std::uint16_t>(cap);
+    flat_asset_.resize(flat_asset_.size() + cap);
+    flat_amount_.resize(flat_asset_.size());
+  }
+  fa.npos = static_cast<std::uint32_t>(n);
+  for (std::size_t k = 0; k < n; ++k) {
+    const Position& p = a.positions[k];
+    flat_inst_[fa.pos + k] = p.instrument;
+    flat_size_[fa.pos + k] = p.size;
+    flat_entry_[fa.pos + k] = p.entry;
+  }
+  fa.nbal = static_cast<std::uint16_t>(nb);
+  std::size_t k = fa.bal;
+  for (std::size_t asset = 0; asset < a.balances.size(); ++asset) {
+    if (a.balances[asset] == 0.0) continue;
+    flat_asset_[k] = static_cast<std::int32_t>(asset);
+    flat_amount_[k++] = a.balances[asset];
+  }
 }
 
-}  // namespace
-
-void Engine::prefetch_account(const Account& a) noexcept { prefetch_range(&a, sizeof(Account)); }
-
-void Engine::prefetch_heap(const Account& a) noexcept {
-  prefetch_range(a.positions.data(), a.positions.size() * sizeof(Position));
-  prefetch_range(a.balances.data(), a.balances.size() * sizeof(double));
+void Engine::sync_flat() {
+  const std::size_t n = accounts_.size();
+  const std::size_t used = flat_inst_.size();
+  const bool rebuild = flat_.size() > n || (flat_dirty_.size() + (n - flat_.size())) * 4 > n ||
+                       flat_garbage_ * 3 > used;
+  if (rebuild) {
+    flat_.assign(n, FlatAccount{});
+    for (auto* v : {&flat_inst_, &flat_asset_}) v->clear();
+    for (auto* v : {&flat_size_, &flat_entry_, &flat_amount_}) v->clear();
+    flat_garbage_ = 0;
+    for (std::size_t i = 0; i < n; ++i) pack_flat(i, true);
+  } else {
+    for (std::uint32_t i : flat_dirty_) pack_flat(i, false);
+    const std::size_t old = flat_.size();
+    flat_.resize(n);
+    for (std::size_t i = old; i < n; ++i) pack_flat(i, true);
+  }
+  flat_dirty_.clear();
+  flat_dirty_.reserve(n);  // flat_stale() never allocates: each account is listed once
 }
 
 void Engine::evaluate_all(double* equity, double* im, double* mm, double* available,
                           std::int8_t* state) {
   ensure_state();  // once, here: refreshing accounts on many threads only reads it
+  sync_flat();
   parallel_for(accounts_.size(), 4096, [&](std::size_t b, std::size_t e) {
     for (std::size_t i = b; i < e; ++i) {
-      // Fetch accounts ahead, then the heap blocks they point to.
-      if (i + 2 * kPrefetchAhead < e) prefetch_account(accounts_[i + 2 * kPrefetchAhead]);
-      if (i + kPrefetchAhead < e) prefetch_heap(accounts_[i + kPrefetchAhead]);
-      Account& a = accounts_[i];
-      refresh_sums(a);
-      const Figures s = figures(a);
+      Figures s;
+      if (!flat_figures(flat_[i], s)) {
+        Account& a = accounts_[i];
+        refresh_sums(a);
+        s = figures(a);
+      }
       if (equity) equity[i] = s.equity;
       if (im) im[i] = s.im;
       if (mm) mm[i] = s.mm;

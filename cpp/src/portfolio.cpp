@@ -478,11 +478,30 @@ void Engine::finish_portfolio(Account& a, std::vector<Group>& groups, PortfolioS
 // other account returns false untouched and takes the general path.
 bool Engine::refresh_batch(Account& a) {
   if (a.stamp == stamp_) return true;
-  if (a.mode != MarginMode::portfolio || offset_ > 0.0) return false;
+  if (a.mode != MarginMode::portfolio) return false;
   ensure_state();  // batch callers built it before their threads started
+  Totals t;
+  t.oldest = assets_[a.margin_asset].time;
+  const double collateral = collateral_of(a, &t.oldest);
+  t.collateral = collateral;
+  if (!portfolio_totals(a.positions.size(), positions_of(a), a.margin_asset, t)) return false;
+  a.collateral = collateral;
+  a.sum_im = t.im;
+  a.sum_mm = t.mm;
+  a.sum_pos_equity = t.eq;
+  a.oldest = t.oldest;
+  a.priced = std::isfinite(a.collateral) && std::isfinite(t.im + t.mm + t.eq);
+  a.credit_mm = a.credit_im = 0.0;
+  a.groups_stamp = 0;
+  a.stamp = stamp_;
+  return true;
+}
+
+template <class PositionAt>
+bool Engine::portfolio_totals(std::size_t n, PositionAt pos, int margin, Totals& t) const {
+  if (offset_ > 0.0) return false;
   constexpr int kGroups = 4;
   constexpr std::size_t kRows = 64;
-  const std::size_t n = a.positions.size();
   if (n > kRows) return false;
   // Positions join their group with no branch and no memory round trip on
   // which group (a random book mispredicts the one, and the other chains each
@@ -494,10 +513,10 @@ bool Engine::refresh_batch(Account& a) {
   const double* rows[kGroups * kRows];
   double w[kGroups * kRows];
   int groups = 0;
-  const int margin = a.margin_asset;
   const double margin_price = assets_[margin].price;
-  double eq = 0.0, oldest = assets_[margin].time;
-  for (const Position& p : a.positions) {
+  double eq = 0.0, oldest = t.oldest;
+  for (std::size_t k = 0; k < n; ++k) {
+    const Position p = pos(k);
     const InstrumentState& st = istate_[p.instrument];
     if (!st.row || st.group < 0 || p.bids > 0.0 || p.asks > 0.0) return false;
     const int key = st.group;
@@ -521,28 +540,45 @@ bool Engine::refresh_batch(Account& a) {
     rows[g * kRows + at] = st.row;
     w[g * kRows + at] = p.size * f;
   }
-  a.collateral = collateral_of(a, &oldest);
   double im = 0.0, mm = 0.0;
   const auto weighted_rows = simd::active_kernels().weighted_rows;
   alignas(64) double pnl[kMaxBatchScenarios];
   for (int g = 0; g < groups; ++g) {
     const int set = underlying_set_[keys[g]];
     const std::size_t len = padded(sets_[set].scenarios.size());
-    if (len > kMaxBatchScenarios) return false;  // nothing written to the account yet
+    if (len > kMaxBatchScenarios) return false;
     weighted_rows(len, count[g], rows + g * kRows, w + g * kRows, pnl);
     const Requirement r =
         group_requirement(set, keys[g], pnl, shorts[g], delta[g], margin_price);
     im += r.im;
     mm += r.mm;
   }
-  a.sum_im = im;
-  a.sum_mm = mm;
-  a.sum_pos_equity = eq;
-  a.oldest = oldest;
-  a.priced = std::isfinite(a.collateral) && std::isfinite(im + mm + eq);
-  a.credit_mm = a.credit_im = 0.0;
-  a.groups_stamp = 0;
-  a.stamp = stamp_;
+  t.im = im;
+  t.mm = mm;
+  t.eq = eq;
+  t.oldest = oldest;
+  return true;
+}
+
+bool Engine::flat_figures(const FlatAccount& fa, Figures& out) const {
+  if (fa.kind == FlatKind::other || fa.kind == FlatKind::stale) return false;
+  Totals t;
+  double value = 0.0;
+  t.oldest = assets_[fa.margin].time;
+  for (std::size_t k = fa.bal, e = fa.bal + fa.nbal; k < e; ++k) {
+    add_balance(flat_asset_[k], flat_amount_[k], value, t.oldest);
+  }
+  t.collateral = value / assets_[fa.margin].price;
+  if (fa.kind == FlatKind::cross) {
+    const Sums s = standard_sums(fa.npos, flat_positions(fa), fa.margin, t.oldest);
+    t.im = s.im;
+    t.mm = s.mm;
+    t.eq = s.eq;
+  } else if (!portfolio_totals(fa.npos, flat_positions(fa), fa.margin, t)) {
+    return false;
+  }
+  t.priced = std::isfinite(t.collateral) && std::isfinite(t.im + t.mm + t.eq);
+  out = figures(fa.margin, t, fa.npos > 0);
   return true;
 }
 

@@ -469,17 +469,52 @@ class Engine {
   struct Sums {
     double im = 0.0, mm = 0.0, eq = 0.0;
   };
-  Sums standard_sums(const Account& a, double& oldest) const noexcept;
+  // pos(k) gives the k-th of n positions (an Account's, or the flat book's).
+  template <class PositionAt>
+  Sums standard_sums(std::size_t n, PositionAt pos, int margin, double& oldest) const noexcept {
+    const double margin_price = assets_[margin].price;
+    double im = 0.0, mm = 0.0, eq = 0.0, old = oldest;
+    for (std::size_t k = 0; k < n; ++k) {
+      const Position p = pos(k);
+      const InstrumentState& st = istate_[p.instrument];
+      old = std::min(old, st.time);
+      const double f = st.settle == margin ? 1.0 : assets_[st.settle].price / margin_price;
+      const Contribution c = standard_contribution(p, st, f);
+      im += c.im;
+      mm += c.mm;
+      eq += c.equity;
+    }
+    oldest = old;
+    return {im, mm, eq};
+  }
+  // The position source of an account's vector (flat_positions: the flat book's).
+  static auto positions_of(const Account& a) noexcept {
+    return [ps = a.positions.data()](std::size_t k) -> const Position& { return ps[k]; };
+  }
   void refresh_sums(Account& a) {
     if (!refresh_batch(a)) refresh(a);
   }
-  // The sums of a plain portfolio account without per-account group state;
-  // false, with nothing changed, for any other account.
+  // What a batch pass computes of an account: collateral and the sums of its
+  // positions (margin asset), the oldest price time, and whether all are priced.
+  struct Totals {
+    double collateral = 0.0, im = 0.0, mm = 0.0, eq = 0.0, oldest = 0.0;
+    bool priced = true;
+  };
+  // The totals of a plain portfolio account (grid sets, at most 4 groups, no
+  // resting orders, no offset) from its n positions pos(k), without group
+  // state; false for any other account. collateral and oldest come in set.
+  template <class PositionAt>
+  bool portfolio_totals(std::size_t n, PositionAt pos, int margin, Totals& t) const;
+  // refresh_sums() for a plain portfolio account (portfolio_totals into its
+  // cache); false, with nothing changed, for any other account.
   bool refresh_batch(Account& a);
-  // Batch passes hide memory latency by prefetching an account, then its heap blocks.
-  static void prefetch_account(const Account& a) noexcept;
-  static void prefetch_heap(const Account& a) noexcept;
   double collateral_of(const Account& a, double* oldest) const noexcept;
+  // One balance's share of collateral_of (value before the division by the
+  // margin asset's price); every path adds balances in asset order with it.
+  void add_balance(int asset, double amount, double& value, double& oldest) const noexcept {
+    value += asset_value(asset, amount, assets_[asset].price);
+    oldest = std::min(oldest, assets_[asset].time);
+  }
   AccountSummary summarize(const Account& a) const noexcept;
   // What summarize() rounds and classifies (NaN figures for an unpriced account).
   struct Figures {
@@ -487,10 +522,15 @@ class Engine {
     Health state;
   };
   Figures figures(const Account& a) const noexcept;
+  Figures figures(int margin, const Totals& t, bool has_risk) const noexcept;
   Health health(double equity, double mm, bool has_risk) const noexcept;
   Position& slot(Account& a, int instrument);
   void drop_empty(Account& a);
-  void touch(Account& a) noexcept { a.stamp = 0; }
+  // An account changed: its cached sums and its flat-book copy are stale.
+  void touch(Account& a) noexcept {
+    a.stamp = 0;
+    flat_stale(a);
+  }
   double fill_cash(Account& a, const InstrumentSpec& in, Position& p, double qty, double price);
   const Quantum& quantum(const Account& a) const noexcept {
     return assets_[a.margin_asset].quantum;
@@ -689,6 +729,58 @@ class Engine {
   // The forward for an option: set directly, else a dated future's mark.
   Mark forward_for(const InstrumentSpec& option) const noexcept;
   std::vector<Account> accounts_;
+
+  // ---- the flat book: what batch passes read of the accounts ----
+  // A compact copy of every cross and plain portfolio account's positions as
+  // columns (instrument, size, entry) and of its nonzero balances as (asset,
+  // amount), each account's in its own order, so a batch pass streams them and
+  // computes what refresh() computes, to the bit (both call the same templates
+  // on different position sources). Accounts with resting orders are not
+  // copied (kind other: the pass refreshes them from the account). touch()
+  // marks an account stale; sync_flat(), called serially before a batch pass
+  // goes parallel, repacks stale accounts into their slots, or at the end when
+  // they outgrew them, and rebuilds the whole book when many are stale or a
+  // third of it is garbage.
+  enum class FlatKind : std::uint8_t { stale = 0, other, cross, portfolio };
+  struct FlatAccount {
+    std::uint32_t pos = 0, npos = 0, pcap = 0;  // positions: first slot, count, capacity
+    std::uint32_t bal = 0;
+    std::uint16_t nbal = 0, bcap = 0;  // nonzero balances: first slot, count, capacity
+    std::int32_t margin = 0;
+    FlatKind kind = FlatKind::stale;
+  };
+  std::vector<FlatAccount> flat_;
+  std::vector<std::int32_t> flat_inst_, flat_asset_;
+  std::vector<double> flat_size_, flat_entry_, flat_amount_;
+  std::vector<std::uint32_t> flat_dirty_;  // stale accounts (each once) since the last sync
+  std::size_t flat_garbage_ = 0;           // abandoned position slots
+  void flat_stale(const Account& a) noexcept {
+    // Copies of accounts (liquidation plans work on them) are not in the book.
+    const auto p = reinterpret_cast<std::uintptr_t>(&a);
+    const auto b = reinterpret_cast<std::uintptr_t>(accounts_.data());
+    if (p < b) return;
+    const std::size_t i = (p - b) / sizeof(Account);
+    // Accounts added since the last sync are beyond flat_ and picked up there.
+    if (i >= flat_.size() || flat_[i].kind == FlatKind::stale) return;
+    flat_[i].kind = FlatKind::stale;
+    flat_dirty_.push_back(static_cast<std::uint32_t>(i));  // capacity reserved by sync_flat
+  }
+  auto flat_positions(const FlatAccount& fa) const noexcept {
+    return [inst = flat_inst_.data() + fa.pos, size = flat_size_.data() + fa.pos,
+            entry = flat_entry_.data() + fa.pos](std::size_t k) {
+      Position p;
+      p.instrument = inst[k];
+      p.size = size[k];
+      p.entry = entry[k];
+      return p;
+    };
+  }
+  void sync_flat();
+  void pack_flat(std::size_t i, bool append);
+  // An account's figures from the flat book; false for kind other (and for a
+  // portfolio account the batch path does not cover).
+  bool flat_figures(const FlatAccount& fa, Figures& out) const;
+
   std::unordered_map<std::string, int> asset_ids_, instrument_ids_, account_ids_, model_ids_;
   std::unordered_map<std::int64_t, Order> orders_;
   std::int64_t next_order_ = 1;

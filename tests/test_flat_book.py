@@ -1,0 +1,151 @@
+"""The batch pass reads a flat copy of the accounts (engine.hpp, "the flat book"),
+kept in step with them by every operation that changes an account. These tests
+change accounts in every way the API offers, between batch passes, and require
+``evaluate_all`` to give each account's ``summary()`` (computed from the account
+itself) to the bit: a stale copy would show as a difference."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import marginkit as mk
+import marginkit.scenarios as scn
+import numpy as np
+import pytest
+from marginkit import demo_book
+
+FIGURES = ("equity", "im", "mm", "available")
+
+
+def same(x: float, y: float) -> bool:
+    return x == y or (math.isnan(x) and math.isnan(y))
+
+
+def assert_batch_equals_summaries(e: mk.Engine, where: str) -> None:
+    ev = e.evaluate_all()
+    assert len(ev.equity) == len(e.accounts)
+    for k, name in enumerate(e.accounts):
+        s = e.summary(name)
+        for field in FIGURES:
+            got, want = float(getattr(ev, field)[k]), getattr(s, field)
+            assert same(got, want), (where, name, field, got, want)
+        assert mk.HEALTH_STATES[int(ev.state[k])] == s.state, (where, name)
+
+
+def venue() -> mk.Engine:
+    e = demo_book.build_engine(n_accounts=0)
+    e.max_age = 1e12  # the demo snapshot's times are 0
+    for u in ("BTC", "SOL"):  # ETH stays on standard margin in portfolio accounts
+        e.add_scenario_set(f"set_{u}", **scn.deribit())
+        e.set_scenarios(u, f"set_{u}")
+    return e
+
+
+def random_fill(e, rng, account, instruments):
+    name = instruments[int(rng.integers(len(instruments)))]
+    mark = e.mark(name)
+    qty = float(rng.choice([-1.0, 1.0]) * rng.integers(1, 20))
+    e.fill(account, name, qty, mark * float(rng.uniform(0.98, 1.02)), fee=0.0)
+
+
+def test_every_account_change_reaches_the_batch_pass():
+    rng = np.random.default_rng(7)
+    e = venue()
+    instruments = [n for n in e.instruments if not n.endswith("-PERPETUAL") or "USDC" in n]
+    for k in range(40):
+        a = f"a{k}"
+        e.add_account(a, ("USDC", "BTC", "ETH")[k % 3])
+        e.deposit(a, "USDC", 2e6)
+        e.deposit(a, "BTC", 5.0)
+        if k % 2:
+            e.set_mode(a, "portfolio")
+        for _ in range(int(rng.integers(0, 6))):
+            random_fill(e, rng, a, instruments)
+    assert_batch_equals_summaries(e, "start")
+    orders: list[int] = []
+    isolated: list[str] = []
+    for step in range(120):
+        names = e.accounts
+        a = names[int(rng.integers(len(names)))]
+        op = step % 12
+        if op == 0:  # trade: open, add to, reduce or flip a position
+            random_fill(e, rng, a, instruments)
+        elif op == 1:  # close a position completely (it leaves the account)
+            held = e.positions(a)
+            if held:
+                p = held[int(rng.integers(len(held)))]
+                e.fill(a, p["instrument"], -p["size"], e.mark(p["instrument"]), fee=0.0)
+        elif op == 2:
+            e.deposit(a, ("USDC", "ETH", "SOL")[step % 3], float(rng.uniform(1.0, 1e4)))
+        elif op == 3:
+            e.withdraw(a, "USDC", 1.0)
+        elif op == 4:  # resting orders move an account out of the flat book, and back
+            name = instruments[int(rng.integers(len(instruments)))]
+            orders.append(e.place_order(a, name, float(rng.choice([-2.0, 3.0])), e.mark(name)))
+        elif op == 5 and orders:
+            e.cancel_order(orders.pop(0))
+        elif op == 6 and "/" not in a:
+            e.set_mode(a, "cross" if e.mode(a) == "portfolio" else "portfolio")
+        elif op == 7 and len(isolated) < 5:
+            a = f"a{3 * len(isolated)}"  # USDC-margined
+            child = e.open_isolated(a, "BTC_USDC-PERPETUAL", 5e4)
+            isolated.append(e.accounts[child])
+            e.fill(child, "BTC_USDC-PERPETUAL", 1.0, e.mark("BTC_USDC-PERPETUAL"), fee=0.0)
+        elif op == 8 and isolated:
+            child = isolated[int(rng.integers(len(isolated)))]
+            e.transfer(child.split("/")[0], child, 1e3)
+        elif op == 9:  # bulk position loads, on old and new accounts
+            new = e.add_accounts([f"bulk{step}-{j}" for j in range(3)], "USDC")
+            ids = np.append(new, 0)
+            e.deposit_many(ids[:3], "USDC", np.full(3, 1e6))
+            inst = np.array([e.instruments.index(n) for n in rng.choice(instruments, 4)])
+            marks = np.array([e.mark(int(i)) for i in inst])
+            e.set_positions(ids, inst, np.array([2.0, -3.0, 0.0, 1.0]), marks)
+        elif op == 10:  # a market move; then liquidate whoever it put under water
+            e.set_price("BTC", e.price("BTC") * float(rng.uniform(0.8, 1.2)), step)
+            ev = e.evaluate_all()
+            for k in np.flatnonzero(ev.state >= mk.HEALTH_STATES.index("liquidation"))[:3]:
+                e.liquidate(int(k))
+        elif op == 11:  # many changes at once: the whole book is rebuilt
+            for b in names[: len(names) // 2]:
+                e.deposit(b, "USDC", 1.0)
+        assert_batch_equals_summaries(e, f"step {step} op {op}")
+
+
+def test_copies_saved_and_loaded_engines_keep_their_own_books(tmp_path):
+    e = venue()
+    for k in range(10):
+        e.add_account(f"a{k}", "USDC")
+        e.deposit(f"a{k}", "USDC", 1e6)
+        e.fill(f"a{k}", "BTC_USDC-PERPETUAL", float(k + 1), e.mark("BTC_USDC-PERPETUAL"),
+               fee=0.0)
+    before = e.evaluate_all()
+    c = copy.deepcopy(e)
+    c.fill("a3", "BTC_USDC-PERPETUAL", 50.0, e.mark("BTC_USDC-PERPETUAL"), fee=0.0)
+    c.deposit("a4", "USDC", 5e5)
+    assert_batch_equals_summaries(c, "copy")
+    after = e.evaluate_all()  # the original is untouched by its copy's changes
+    for field in FIGURES:
+        np.testing.assert_array_equal(getattr(after, field), getattr(before, field))
+    path = tmp_path / "book.mk"
+    c.save(path)
+    d = mk.Engine.load(path)
+    assert_batch_equals_summaries(d, "loaded")
+    got, want = d.evaluate_all(), c.evaluate_all()
+    for field in FIGURES:
+        np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+
+
+@pytest.mark.parametrize("mode", ["cross", "portfolio"])
+def test_unpriced_accounts_are_nan_in_the_batch_pass_too(mode):
+    e = venue()
+    e.add_asset("NEW", time=0.0)  # no price yet
+    e.add_account("x", "USDC")
+    e.set_mode("x", mode)
+    e.deposit("x", "USDC", 1e5)
+    e.fill("x", "BTC_USDC-PERPETUAL", 1.0, e.mark("BTC_USDC-PERPETUAL"), fee=0.0)
+    e.deposit("x", "NEW", 1.0)
+    ev = e.evaluate_all()
+    assert math.isnan(ev.equity[0]) and math.isnan(ev.im[0])
+    assert_batch_equals_summaries(e, mode)
