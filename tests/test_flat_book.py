@@ -149,3 +149,28 @@ def test_unpriced_accounts_are_nan_in_the_batch_pass_too(mode):
     ev = e.evaluate_all()
     assert math.isnan(ev.equity[0]) and math.isnan(ev.im[0])
     assert_batch_equals_summaries(e, mode)
+
+
+def test_scenario_set_changes_regroup_the_flat_book():
+    """Portfolio accounts are laid out by scenario group; assigning or removing an
+    underlying's set changes the groups (and which positions are margined on
+    their own), and the next pass follows."""
+    rng = np.random.default_rng(11)
+    e = venue()
+    options = [n for n in e.instruments if n.count("-") == 3]
+    for k in range(30):
+        a = f"p{k}"
+        e.add_account(a, "USDC")
+        e.set_mode(a, "portfolio")
+        e.deposit(a, "USDC", 5e6)
+        for name in rng.choice(options, size=int(rng.integers(1, 9)), replace=False):
+            qty = float(rng.choice([-1.0, 1.0]) * rng.integers(1, 10))
+            e.fill(a, name, qty, e.mark(name), fee=0.0)
+    assert_batch_equals_summaries(e, "BTC and SOL sets")
+    e.set_scenarios("ETH", "set_BTC")  # ETH options join the grid, a third group
+    assert_batch_equals_summaries(e, "ETH added")
+    e.set_scenarios("BTC", None)  # BTC options back on standard margin
+    assert_batch_equals_summaries(e, "BTC removed")
+    e.set_scenarios("BTC", "set_BTC")
+    e.set_price("ETH", e.price("ETH") * 0.9, 1.0)
+    assert_batch_equals_summaries(e, "ETH down")

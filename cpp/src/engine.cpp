@@ -541,6 +541,11 @@ void Engine::pack_flat(std::size_t i, bool append) {
     flat_inst_.resize(flat_inst_.size() + cap);
     flat_size_.resize(flat_inst_.size());
     flat_entry_.resize(flat_inst_.size());
+    flat_slot_.resize(flat_inst_.size());
+  }
+  if (fa.kind == FlatKind::portfolio && !flat_groups(a, fa, flat_slot_.data() + fa.pos)) {
+    fa.kind = FlatKind::other;
+    return;
   }
   if (append || nb > fa.bcap) {
     const std::size_t cap = append ? nb : nb + 1;
@@ -573,12 +578,14 @@ void Engine::sync_flat() {
   const std::size_t n = accounts_.size();
   const std::size_t used = flat_inst_.size();
   const bool rebuild = flat_.size() > n || (flat_dirty_.size() + (n - flat_.size())) * 4 > n ||
-                       flat_garbage_ * 3 > used;
+                       flat_garbage_ * 3 > used || flat_epoch_ != layout_epoch_;
   if (rebuild) {
     flat_.assign(n, FlatAccount{});
     for (auto* v : {&flat_inst_, &flat_asset_}) v->clear();
     for (auto* v : {&flat_size_, &flat_entry_, &flat_amount_}) v->clear();
+    flat_slot_.clear();
     flat_garbage_ = 0;
+    flat_epoch_ = layout_epoch_;
     for (std::size_t i = 0; i < n; ++i) pack_flat(i, true);
   } else {
     for (std::uint32_t i : flat_dirty_) pack_flat(i, false);

@@ -172,6 +172,7 @@ void Engine::set_underlying_scenarios(int underlying, int scenario_set) {
   }
   underlying_set_[underlying] = scenario_set;
   ++stamp_;
+  ++layout_epoch_;  // positions may join other groups: the flat book is rebuilt
 }
 
 int Engine::underlying_scenarios(int underlying) const {
@@ -560,6 +561,95 @@ bool Engine::portfolio_totals(std::size_t n, PositionAt pos, int margin, Totals&
   return true;
 }
 
+bool Engine::flat_groups(const Account& a, FlatAccount& fa, std::uint8_t* slot) const {
+  constexpr std::size_t kGroups = 4, kRows = 64;
+  int keys[kGroups];
+  std::size_t ng = 0, runs[kGroups] = {0, 0, 0, 0}, group[kRows];
+  if (a.positions.size() > kRows) return false;  // as portfolio_totals
+  for (std::size_t k = 0; k < a.positions.size(); ++k) {
+    const InstrumentSpec& in = instruments_[a.positions[k].instrument];
+    if (in.kind == InstrumentKind::spot || underlying_set_[in.underlying] < 0) return false;
+    const int key = group_key(in);
+    if (key < 0) return false;  // joint sets: the general path
+    std::size_t g = 0;
+    while (g < ng && keys[g] != key) ++g;
+    if (g == ng) {
+      if (ng == kGroups) return false;
+      keys[ng++] = key;
+    }
+    ++runs[g];
+    group[k] = g;
+  }
+  std::size_t start[kGroups] = {0, 0, 0, 0};
+  for (std::size_t g = 1; g < ng; ++g) start[g] = start[g - 1] + runs[g - 1];
+  for (std::size_t k = 0; k < a.positions.size(); ++k) {
+    slot[k] = static_cast<std::uint8_t>(start[group[k]]++);
+  }
+  fa.ngroups = static_cast<std::uint8_t>(ng);
+  for (std::size_t g = 0; g < kGroups; ++g) fa.runs[g] = static_cast<std::uint8_t>(runs[g]);
+  return true;
+}
+
+bool Engine::flat_portfolio_totals(const FlatAccount& fa, Totals& t) const {
+  if (offset_ > 0.0) return false;
+  constexpr std::size_t kSlots = 64;
+  const std::size_t n = fa.npos;
+  const std::int32_t* inst = flat_inst_.data() + fa.pos;
+  const double* size = flat_size_.data() + fa.pos;
+  const double* entry = flat_entry_.data() + fa.pos;
+  const std::uint8_t* slot = flat_slot_.data() + fa.pos;
+  // Per position, at its slot: what its group sums (in the order of
+  // portfolio_totals: groups by first appearance, positions in account order).
+  const double* rows[kSlots];
+  double w[kSlots], units[kSlots], du[kSlots];
+  int key[kSlots];
+  const int margin = fa.margin;
+  const double margin_price = assets_[margin].price;
+  double eq = 0.0, oldest = t.oldest;
+  for (std::size_t k = 0; k < n; ++k) {
+    Position p;
+    p.instrument = inst[k];
+    p.size = size[k];
+    p.entry = entry[k];
+    const InstrumentState& st = istate_[p.instrument];
+    const std::size_t s = slot[k];
+    rows[s] = st.row;
+    key[s] = st.group;
+    units[s] = std::max(0.0, -p.size) * st.short_cs;
+    du[s] = p.size * st.delta;
+    oldest = std::min(oldest, st.time);
+    const double f = st.settle == margin ? 1.0 : assets_[st.settle].price / margin_price;
+    eq += state_value(st, p) * f;
+    w[s] = p.size * f;
+  }
+  double im = 0.0, mm = 0.0;
+  const auto weighted_rows = simd::active_kernels().weighted_rows;
+  alignas(64) double pnl[kMaxBatchScenarios];
+  for (std::size_t g = 0, b = 0; g < fa.ngroups; b += fa.runs[g++]) {
+    const std::size_t e = b + fa.runs[g];
+    const int k0 = key[b];
+    double shorts = 0.0, delta = 0.0;
+    for (std::size_t s = b; s < e; ++s) {
+      // The layout was made for this configuration; if not, the general path.
+      if (!rows[s] || key[s] != k0 || k0 < 0) return false;
+      shorts += units[s];
+      delta += du[s];
+    }
+    const int set = underlying_set_[k0];
+    const std::size_t len = padded(sets_[set].scenarios.size());
+    if (len > kMaxBatchScenarios) return false;
+    weighted_rows(len, e - b, rows + b, w + b, pnl);
+    const Requirement r = group_requirement(set, k0, pnl, shorts, delta, margin_price);
+    im += r.im;
+    mm += r.mm;
+  }
+  t.im = im;
+  t.mm = mm;
+  t.eq = eq;
+  t.oldest = oldest;
+  return true;
+}
+
 bool Engine::flat_figures(const FlatAccount& fa, Figures& out) const {
   if (fa.kind == FlatKind::other || fa.kind == FlatKind::stale) return false;
   Totals t;
@@ -574,7 +664,7 @@ bool Engine::flat_figures(const FlatAccount& fa, Figures& out) const {
     t.im = s.im;
     t.mm = s.mm;
     t.eq = s.eq;
-  } else if (!portfolio_totals(fa.npos, flat_positions(fa), fa.margin, t)) {
+  } else if (!flat_portfolio_totals(fa, t)) {
     return false;
   }
   t.priced = std::isfinite(t.collateral) && std::isfinite(t.im + t.mm + t.eq);

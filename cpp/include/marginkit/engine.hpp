@@ -748,9 +748,17 @@ class Engine {
     std::uint16_t nbal = 0, bcap = 0;  // nonzero balances: first slot, count, capacity
     std::int32_t margin = 0;
     FlatKind kind = FlatKind::stale;
+    // Portfolio: scenario groups in order of first appearance, positions each.
+    std::uint8_t ngroups = 0;
+    std::uint8_t runs[4] = {0, 0, 0, 0};
   };
   std::vector<FlatAccount> flat_;
   std::vector<std::int32_t> flat_inst_, flat_asset_;
+  // Portfolio: each position's slot among the account's positions ordered by
+  // group (stable), so a group's rows and weights land side by side.
+  std::vector<std::uint8_t> flat_slot_;
+  std::uint64_t layout_epoch_ = 0;  // bumped when an underlying's scenario set changes
+  std::uint64_t flat_epoch_ = 0;    // the layout_epoch_ the flat book was built for
   std::vector<double> flat_size_, flat_entry_, flat_amount_;
   std::vector<std::uint32_t> flat_dirty_;  // stale accounts (each once) since the last sync
   std::size_t flat_garbage_ = 0;           // abandoned position slots
@@ -780,6 +788,12 @@ class Engine {
   // An account's figures from the flat book; false for kind other (and for a
   // portfolio account the batch path does not cover).
   bool flat_figures(const FlatAccount& fa, Figures& out) const;
+  // portfolio_totals() of a flat portfolio account, to the bit, with its
+  // groups laid out at pack time (no search for a position's group).
+  bool flat_portfolio_totals(const FlatAccount& fa, Totals& t) const;
+  // The groups of a portfolio account's positions (pack time); false if the
+  // flat pass does not cover them.
+  bool flat_groups(const Account& a, FlatAccount& fa, std::uint8_t* slot) const;
 
   std::unordered_map<std::string, int> asset_ids_, instrument_ids_, account_ids_, model_ids_;
   std::unordered_map<std::int64_t, Order> orders_;
