@@ -541,23 +541,31 @@ bool Engine::portfolio_totals(std::size_t n, PositionAt pos, int margin, Totals&
     rows[g * kRows + at] = st.row;
     w[g * kRows + at] = p.size * f;
   }
-  double im = 0.0, mm = 0.0;
-  const auto weighted_rows = simd::active_kernels().weighted_rows;
-  alignas(64) double pnl[kMaxBatchScenarios];
+  Requirement req;  // the groups' sums
   for (int g = 0; g < groups; ++g) {
-    const int set = underlying_set_[keys[g]];
-    const std::size_t len = padded(sets_[set].scenarios.size());
-    if (len > kMaxBatchScenarios) return false;
-    weighted_rows(len, count[g], rows + g * kRows, w + g * kRows, pnl);
-    const Requirement r =
-        group_requirement(set, keys[g], pnl, shorts[g], delta[g], margin_price);
-    im += r.im;
-    mm += r.mm;
+    if (!add_group(keys[g], count[g], rows + g * kRows, w + g * kRows, shorts[g], delta[g],
+                   margin_price, req)) {
+      return false;
+    }
   }
-  t.im = im;
-  t.mm = mm;
+  t.im = req.im;
+  t.mm = req.mm;
   t.eq = eq;
   t.oldest = oldest;
+  return true;
+}
+
+bool Engine::add_group(int key, std::size_t count, const double* const* rows, const double* w,
+                       double short_units, double delta_units, double margin_price,
+                       Requirement& sum) const {
+  const int set = underlying_set_[key];
+  const std::size_t len = padded(sets_[set].scenarios.size());
+  if (len > kMaxBatchScenarios) return false;
+  alignas(64) double pnl[kMaxBatchScenarios];
+  simd::active_kernels().weighted_rows(len, count, rows, w, pnl);
+  const Requirement r = group_requirement(set, key, pnl, short_units, delta_units, margin_price);
+  sum.im += r.im;
+  sum.mm += r.mm;
   return true;
 }
 
@@ -622,9 +630,7 @@ bool Engine::flat_portfolio_totals(const FlatAccount& fa, Totals& t) const {
     eq += state_value(st, p) * f;
     w[s] = p.size * f;
   }
-  double im = 0.0, mm = 0.0;
-  const auto weighted_rows = simd::active_kernels().weighted_rows;
-  alignas(64) double pnl[kMaxBatchScenarios];
+  Requirement req;  // the groups' sums
   for (std::size_t g = 0, b = 0; g < fa.ngroups; b += fa.runs[g++]) {
     const std::size_t e = b + fa.runs[g];
     const int k0 = key[b];
@@ -635,16 +641,10 @@ bool Engine::flat_portfolio_totals(const FlatAccount& fa, Totals& t) const {
       shorts += units[s];
       delta += du[s];
     }
-    const int set = underlying_set_[k0];
-    const std::size_t len = padded(sets_[set].scenarios.size());
-    if (len > kMaxBatchScenarios) return false;
-    weighted_rows(len, e - b, rows + b, w + b, pnl);
-    const Requirement r = group_requirement(set, k0, pnl, shorts, delta, margin_price);
-    im += r.im;
-    mm += r.mm;
+    if (!add_group(k0, e - b, rows + b, w + b, shorts, delta, margin_price, req)) return false;
   }
-  t.im = im;
-  t.mm = mm;
+  t.im = req.im;
+  t.mm = req.mm;
   t.eq = eq;
   t.oldest = oldest;
   return true;

@@ -788,6 +788,11 @@ class Engine {
   // An account's figures from the flat book; false for kind other (and for a
   // portfolio account the batch path does not cover).
   bool flat_figures(const FlatAccount& fa, Figures& out) const;
+  // Adds the requirement of one group of a batch path (its positions' rows and
+  // weights) to sum; false if its set is longer than the batch paths cover.
+  bool add_group(int key, std::size_t count, const double* const* rows, const double* w,
+                 double short_units, double delta_units, double margin_price,
+                 Requirement& sum) const;
   // portfolio_totals() of a flat portfolio account, to the bit, with its
   // groups laid out at pack time (no search for a position's group).
   bool flat_portfolio_totals(const FlatAccount& fa, Totals& t) const;
