@@ -22,7 +22,8 @@ def same(x: float, y: float) -> bool:
     return x == y or (math.isnan(x) and math.isnan(y))
 
 
-def assert_batch_equals_summaries(e: mk.Engine, where: str) -> None:
+def assert_batch_equals_summaries(e: mk.Engine, where: str) -> int:
+    """Returns the number of accounts in breach (liquidation or bankrupt)."""
     ev = e.evaluate_all()
     assert len(ev.equity) == len(e.accounts)
     for k, name in enumerate(e.accounts):
@@ -31,6 +32,11 @@ def assert_batch_equals_summaries(e: mk.Engine, where: str) -> None:
             got, want = float(getattr(ev, field)[k]), getattr(s, field)
             assert same(got, want), (where, name, field, got, want)
         assert mk.HEALTH_STATES[int(ev.state[k])] == s.state, (where, name)
+    # plan_all detects through the flat book too
+    breached = {name for k, name in enumerate(e.accounts)
+                if ev.state[k] >= mk.HEALTH_STATES.index("liquidation")}
+    assert {p["account"] for p in e.plan_all()} == breached, where
+    return len(breached)
 
 
 def venue() -> mk.Engine:
@@ -62,13 +68,21 @@ def test_every_account_change_reaches_the_batch_pass():
             e.set_mode(a, "portfolio")
         for _ in range(int(rng.integers(0, 6))):
             random_fill(e, rng, a, instruments)
+    perp = "BTC_USDC-PERPETUAL"
+    for k in range(12):  # leveraged: market moves put some of them under water
+        e.add_account(f"lev{k}", "USDC")
+        e.deposit(f"lev{k}", "USDC", 4_000.0)
+        e.fill(f"lev{k}", perp, 0.5 if k % 2 else -0.5, e.mark(perp), fee=0.0)
     assert_batch_equals_summaries(e, "start")
     orders: list[int] = []
     isolated: list[str] = []
+    breaches = 0
     for step in range(120):
         names = e.accounts
         a = names[int(rng.integers(len(names)))]
         op = step % 12
+        if op in (0, 3, 4):  # not on an isolated account (other instruments, withdrawals)
+            a = a.split("/")[0]
         if op == 0:  # trade: open, add to, reduce or flip a position
             random_fill(e, rng, a, instruments)
         elif op == 1:  # close a position completely (it leaves the account)
@@ -110,7 +124,8 @@ def test_every_account_change_reaches_the_batch_pass():
         elif op == 11:  # many changes at once: the whole book is rebuilt
             for b in names[: len(names) // 2]:
                 e.deposit(b, "USDC", 1.0)
-        assert_batch_equals_summaries(e, f"step {step} op {op}")
+        breaches += assert_batch_equals_summaries(e, f"step {step} op {op}")
+    assert breaches > 0  # detection was exercised
 
 
 def test_copies_saved_and_loaded_engines_keep_their_own_books(tmp_path):

@@ -597,18 +597,21 @@ void Engine::sync_flat() {
   flat_dirty_.reserve(n);  // flat_stale() never allocates: each account is listed once
 }
 
+Engine::Figures Engine::account_figures(std::size_t i) {
+  Figures s;
+  if (flat_figures(flat_[i], s)) return s;
+  Account& a = accounts_[i];
+  refresh_sums(a);
+  return figures(a);
+}
+
 void Engine::evaluate_all(double* equity, double* im, double* mm, double* available,
                           std::int8_t* state) {
   ensure_state();  // once, here: refreshing accounts on many threads only reads it
   sync_flat();
   parallel_for(accounts_.size(), 4096, [&](std::size_t b, std::size_t e) {
     for (std::size_t i = b; i < e; ++i) {
-      Figures s;
-      if (!flat_figures(flat_[i], s)) {
-        Account& a = accounts_[i];
-        refresh_sums(a);
-        s = figures(a);
-      }
+      const Figures s = account_figures(i);
       if (equity) equity[i] = s.equity;
       if (im) im[i] = s.im;
       if (mm) mm[i] = s.mm;

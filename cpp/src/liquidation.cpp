@@ -725,15 +725,14 @@ LiquidationResult Engine::execute_plan(LiquidationPlan plan, bool spot) {
 }
 
 std::vector<LiquidationPlan> Engine::plan_all() {
-  ensure_state();  // once, here: the threads only read it
+  ensure_state();  // once, here: the threads only read it (and the flat book)
+  sync_flat();
   std::vector<std::vector<LiquidationPlan>> per_chunk;
   std::mutex m;
   parallel_for(accounts_.size(), 2048, [&](std::size_t b, std::size_t e) {
     std::vector<LiquidationPlan> local;
     for (std::size_t i = b; i < e; ++i) {
-      Account& a = accounts_[i];
-      refresh_sums(a);
-      if (figures(a).state < Health::liquidation) continue;
+      if (account_figures(i).state < Health::liquidation) continue;
       local.push_back(plan_liquidation(static_cast<int>(i)));
     }
     std::lock_guard<std::mutex> lock(m);

@@ -788,6 +788,9 @@ class Engine {
   // An account's figures from the flat book; false for kind other (and for a
   // portfolio account the batch path does not cover).
   bool flat_figures(const FlatAccount& fa, Figures& out) const;
+  // Account i's figures in a batch pass (after sync_flat): from the flat book,
+  // else refreshed from the account (thread-safe across distinct accounts).
+  Figures account_figures(std::size_t i);
   // Adds the requirement of one group of a batch path (its positions' rows and
   // weights) to sum; false if its set is longer than the batch paths cover.
   bool add_group(int key, std::size_t count, const double* const* rows, const double* w,
