@@ -479,14 +479,12 @@ void Engine::finish_portfolio(Account& a, std::vector<Group>& groups, PortfolioS
 // other account returns false untouched and takes the general path.
 bool Engine::refresh_batch(Account& a) {
   if (a.stamp == stamp_) return true;
-  if (a.mode != MarginMode::portfolio) return false;
+  if (a.mode != MarginMode::portfolio || offset_ > 0.0) return false;
   ensure_state();  // batch callers built it before their threads started
   Totals t;
   t.oldest = assets_[a.margin_asset].time;
-  const double collateral = collateral_of(a, &t.oldest);
-  t.collateral = collateral;
-  if (!portfolio_totals(a.positions.size(), positions_of(a), a.margin_asset, t)) return false;
-  a.collateral = collateral;
+  if (!portfolio_totals(a, t)) return false;
+  a.collateral = collateral_of(a, &t.oldest);
   a.sum_im = t.im;
   a.sum_mm = t.mm;
   a.sum_pos_equity = t.eq;
@@ -498,11 +496,11 @@ bool Engine::refresh_batch(Account& a) {
   return true;
 }
 
-template <class PositionAt>
-bool Engine::portfolio_totals(std::size_t n, PositionAt pos, int margin, Totals& t) const {
-  if (offset_ > 0.0) return false;
+bool Engine::portfolio_totals(const Account& a, Totals& t) const {
   constexpr int kGroups = 4;
   constexpr std::size_t kRows = 64;
+  const std::size_t n = a.positions.size();
+  const int margin = a.margin_asset;
   if (n > kRows) return false;
   // Positions join their group with no branch and no memory round trip on
   // which group (a random book mispredicts the one, and the other chains each
@@ -516,8 +514,7 @@ bool Engine::portfolio_totals(std::size_t n, PositionAt pos, int margin, Totals&
   int groups = 0;
   const double margin_price = assets_[margin].price;
   double eq = 0.0, oldest = t.oldest;
-  for (std::size_t k = 0; k < n; ++k) {
-    const Position p = pos(k);
+  for (const Position& p : a.positions) {
     const InstrumentState& st = istate_[p.instrument];
     if (!st.row || st.group < 0 || p.bids > 0.0 || p.asks > 0.0) return false;
     const int key = st.group;

@@ -500,11 +500,11 @@ class Engine {
     double collateral = 0.0, im = 0.0, mm = 0.0, eq = 0.0, oldest = 0.0;
     bool priced = true;
   };
-  // The totals of a plain portfolio account (grid sets, at most 4 groups, no
-  // resting orders, no offset) from its n positions pos(k), without group
-  // state; false for any other account. collateral and oldest come in set.
-  template <class PositionAt>
-  bool portfolio_totals(std::size_t n, PositionAt pos, int margin, Totals& t) const;
+  // The sums (im, mm, eq, oldest: it comes in set) of a plain portfolio
+  // account's positions (grid sets, at most 4 groups and 64 positions, no
+  // resting orders; the caller checks there is no offset), without group
+  // state; false for any other account.
+  bool portfolio_totals(const Account& a, Totals& t) const;
   // refresh_sums() for a plain portfolio account (portfolio_totals into its
   // cache); false, with nothing changed, for any other account.
   bool refresh_batch(Account& a);
@@ -734,13 +734,14 @@ class Engine {
   // A compact copy of every cross and plain portfolio account's positions as
   // columns (instrument, size, entry) and of its nonzero balances as (asset,
   // amount), each account's in its own order, so a batch pass streams them and
-  // computes what refresh() computes, to the bit (both call the same templates
-  // on different position sources). Accounts with resting orders are not
+  // computes what refresh_sums() computes, to the bit (cross accounts by the
+  // same template on another position source; portfolio accounts, laid out by
+  // group, by the same arithmetic in the same order). Accounts with resting orders are not
   // copied (kind other: the pass refreshes them from the account). touch()
   // marks an account stale; sync_flat(), called serially before a batch pass
   // goes parallel, repacks stale accounts into their slots, or at the end when
-  // they outgrew them, and rebuilds the whole book when many are stale or a
-  // third of it is garbage.
+  // they outgrew them, and rebuilds the whole book when many are stale, a
+  // third of it is garbage, or an underlying's scenario set changed.
   enum class FlatKind : std::uint8_t { stale = 0, other, cross, portfolio };
   struct FlatAccount {
     std::uint32_t pos = 0, npos = 0, pcap = 0;  // positions: first slot, count, capacity
