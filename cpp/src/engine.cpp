@@ -522,10 +522,12 @@ void Engine::pack_flat(std::size_t i, bool append) {
   const bool orders = std::any_of(a.positions.begin(), a.positions.end(), [](const Position& p) {
     return p.bids > 0.0 || p.asks > 0.0;
   });
-  fa.kind = orders ? FlatKind::other
-            : a.mode == MarginMode::portfolio ? FlatKind::portfolio
-                                              : FlatKind::cross;
-  if (fa.kind == FlatKind::other) return;
+  const bool portfolio = a.mode == MarginMode::portfolio;
+  if (portfolio && orders) {  // the batch portfolio paths do not cover orders
+    fa.kind = FlatKind::other;
+    return;
+  }
+  fa.kind = portfolio ? FlatKind::portfolio : orders ? FlatKind::cross_orders : FlatKind::cross;
   const std::size_t n = a.positions.size();
   std::size_t nb = 0;
   for (double b : a.balances) nb += b != 0.0 ? 1 : 0;
@@ -542,6 +544,8 @@ void Engine::pack_flat(std::size_t i, bool append) {
     flat_size_.resize(flat_inst_.size());
     flat_entry_.resize(flat_inst_.size());
     flat_slot_.resize(flat_inst_.size());
+    flat_bids_.resize(flat_inst_.size());
+    flat_asks_.resize(flat_inst_.size());
   }
   if (fa.kind == FlatKind::portfolio && !flat_groups(a, fa, flat_slot_.data() + fa.pos)) {
     fa.kind = FlatKind::other;
@@ -564,6 +568,8 @@ void Engine::pack_flat(std::size_t i, bool append) {
     flat_inst_[fa.pos + k] = p.instrument;
     flat_size_[fa.pos + k] = p.size;
     flat_entry_[fa.pos + k] = p.entry;
+    flat_bids_[fa.pos + k] = p.bids;  // read for cross_orders accounts only
+    flat_asks_[fa.pos + k] = p.asks;
   }
   fa.nbal = static_cast<std::uint16_t>(nb);
   std::size_t k = fa.bal;
@@ -582,7 +588,9 @@ void Engine::sync_flat() {
   if (rebuild) {
     flat_.assign(n, FlatAccount{});
     for (auto* v : {&flat_inst_, &flat_asset_}) v->clear();
-    for (auto* v : {&flat_size_, &flat_entry_, &flat_amount_}) v->clear();
+    for (auto* v : {&flat_size_, &flat_entry_, &flat_bids_, &flat_asks_, &flat_amount_}) {
+      v->clear();
+    }
     flat_slot_.clear();
     flat_garbage_ = 0;
     flat_epoch_ = layout_epoch_;

@@ -656,8 +656,10 @@ bool Engine::flat_figures(const FlatAccount& fa, Figures& out) const {
     add_balance(flat_asset_[k], flat_amount_[k], value, t.oldest);
   }
   t.collateral = value / assets_[fa.margin].price;
-  if (fa.kind == FlatKind::cross) {
-    const Sums s = standard_sums(fa.npos, flat_positions(fa), fa.margin, t.oldest);
+  if (fa.kind == FlatKind::cross || fa.kind == FlatKind::cross_orders) {
+    const Sums s = fa.kind == FlatKind::cross
+                       ? standard_sums(fa.npos, flat_positions(fa), fa.margin, t.oldest)
+                       : standard_sums(fa.npos, flat_positions_orders(fa), fa.margin, t.oldest);
     t.im = s.im;
     t.mm = s.mm;
     t.eq = s.eq;

@@ -736,13 +736,15 @@ class Engine {
   // amount), each account's in its own order, so a batch pass streams them and
   // computes what refresh_sums() computes, to the bit (cross accounts by the
   // same template on another position source; portfolio accounts, laid out by
-  // group, by the same arithmetic in the same order). Accounts with resting orders are not
-  // copied (kind other: the pass refreshes them from the account). touch()
+  // group, by the same arithmetic in the same order). Resting orders are
+  // columns too, read only for the cross accounts that have some; portfolio
+  // accounts with orders are not copied (kind other: the pass refreshes them
+  // from the account). touch()
   // marks an account stale; sync_flat(), called serially before a batch pass
   // goes parallel, repacks stale accounts into their slots, or at the end when
   // they outgrew them, and rebuilds the whole book when many are stale, a
   // third of it is garbage, or an underlying's scenario set changed.
-  enum class FlatKind : std::uint8_t { stale = 0, other, cross, portfolio };
+  enum class FlatKind : std::uint8_t { stale = 0, other, cross, cross_orders, portfolio };
   struct FlatAccount {
     std::uint32_t pos = 0, npos = 0, pcap = 0;  // positions: first slot, count, capacity
     std::uint32_t bal = 0;
@@ -761,6 +763,7 @@ class Engine {
   std::uint64_t layout_epoch_ = 0;  // bumped when an underlying's scenario set changes
   std::uint64_t flat_epoch_ = 0;    // the layout_epoch_ the flat book was built for
   std::vector<double> flat_size_, flat_entry_, flat_amount_;
+  std::vector<double> flat_bids_, flat_asks_;  // resting orders (read for cross_orders only)
   std::vector<std::uint32_t> flat_dirty_;  // stale accounts (each once) since the last sync
   std::size_t flat_garbage_ = 0;           // abandoned position slots
   void flat_stale(const Account& a) noexcept {
@@ -781,6 +784,15 @@ class Engine {
       p.instrument = inst[k];
       p.size = size[k];
       p.entry = entry[k];
+      return p;
+    };
+  }
+  auto flat_positions_orders(const FlatAccount& fa) const noexcept {
+    return [at = flat_positions(fa), bids = flat_bids_.data() + fa.pos,
+            asks = flat_asks_.data() + fa.pos](std::size_t k) {
+      Position p = at(k);
+      p.bids = bids[k];
+      p.asks = asks[k];
       return p;
     };
   }
