@@ -124,22 +124,27 @@ RequirementCurve requirement_curve(const MarginModel& m, const InstrumentTerms& 
                                    double index, CurvePiece own[2]) noexcept;
 
 // The piece of x: the last padded floor <= x, counted without branches and with
-// a short dependency chain (a batch pass evaluates many positions at once):
-// comparisons two at a time (GCC/Clang vector extensions: SSE2, NEON), summed as
-// a tree. count16 counts floors f[1..15] <= x: the piece of a curve of at most
-// 16 pieces; curve_piece adds the block of 16 for longer ones.
+// few instructions (a batch pass is bound by their number): count16 counts
+// floors f[1..15] <= x, the piece of a curve of at most 16 pieces, in two
+// steps. Floors ascend, so if f[8] <= x so do f[1..8] and the rest is among
+// f[9..15], else it is among f[1..7]; either way one block of 8 is compared,
+// two at a time (GCC/Clang vector extensions: SSE2, NEON), summed as a tree.
+// curve_piece adds the block of 16 for longer curves. A NaN x gives piece 0.
 inline std::size_t count16(const double* f, double x) noexcept {
   typedef double v2 __attribute__((vector_size(16)));
   typedef long long m2 __attribute__((vector_size(16)));
+  const std::size_t hi = f[8] <= x ? 8 : 0;
+  const double* g = f + hi;  // g[0] <= x unless x is NaN (f[0] = 0, or f[8] <= x)
   const v2 xx = {x, x};
-  m2 c[8];
-  for (int i = 0; i < 8; ++i) {
+  m2 c[4];
+  for (int i = 0; i < 4; ++i) {
     v2 v;
-    __builtin_memcpy(&v, f + 2 * i, sizeof v);
-    c[i] = v <= xx;  // -1 where f <= x
+    __builtin_memcpy(&v, g + 2 * i, sizeof v);
+    c[i] = v <= xx;  // -1 where g <= x
   }
-  const m2 s = ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
-  return static_cast<std::size_t>(-(s[0] + s[1])) - 1;  // f[0] = 0 <= x always counts
+  const m2 s = (c[0] + c[1]) + (c[2] + c[3]);
+  const auto n = static_cast<std::size_t>(-(s[0] + s[1]));  // g[0..7] <= x
+  return hi + n - (n != 0 ? 1 : 0);
 }
 inline std::size_t curve_piece(const double* floors, double x) noexcept {
   static_assert(kMaxBrackets == 64, "four blocks of 16");
