@@ -1194,7 +1194,16 @@ class Engine:
         return None if uid < 0 else self._core.asset_name(uid)
 
     def evaluate_all(self) -> BookEvaluation:
-        """Every account in one call (threads, GIL released)."""
+        """Every account in one call (threads, GIL released): equity, IM, MM,
+        available margin and health-state codes as arrays in account-id order,
+        equal to each account's :meth:`summary` to the bit (NaN figures for an
+        account some price it needs is missing for).
+
+        The pass reads a compact copy of the accounts (positions as columns),
+        which every change to an account marks stale; the call first repacks
+        the accounts changed since the last pass (or rebuilds the copy when a
+        quarter of them changed), so its cost after a market move is the
+        evaluation alone."""
         return BookEvaluation(*self._core.evaluate_all())
 
     def state_names(self, codes: Sequence[int]) -> list[str]:
