@@ -515,7 +515,7 @@ std::vector<UnderlyingGreeks> Engine::net_greeks(int account) {
 
 // ---- the flat book -------------------------------------------------------------------
 
-void Engine::pack_flat(std::size_t i, bool append) {
+void Engine::classify_flat(std::size_t i) {
   const Account& a = accounts_[i];
   FlatAccount& fa = flat_[i];
   fa.margin = a.margin_asset;
@@ -523,47 +523,22 @@ void Engine::pack_flat(std::size_t i, bool append) {
     return p.bids > 0.0 || p.asks > 0.0;
   });
   const bool portfolio = a.mode == MarginMode::portfolio;
-  if (portfolio && orders) {  // the batch portfolio paths do not cover orders
-    fa.kind = FlatKind::other;
-    return;
-  }
-  fa.kind = portfolio ? FlatKind::portfolio : orders ? FlatKind::cross_orders : FlatKind::cross;
-  const std::size_t n = a.positions.size();
+  // The batch portfolio paths do not cover orders; counts must fit the record.
   std::size_t nb = 0;
   for (double b : a.balances) nb += b != 0.0 ? 1 : 0;
-  if (append || n > fa.pcap) {  // new slots at the end, with room to grow
-    flat_garbage_ += fa.pcap;
-    const std::size_t cap = append ? n : n + n / 2 + 1;
-    if (flat_inst_.size() + cap > UINT32_MAX) {
-      fa.kind = FlatKind::other;
-      return;
-    }
-    fa.pos = static_cast<std::uint32_t>(flat_inst_.size());
-    fa.pcap = static_cast<std::uint32_t>(cap);
-    flat_inst_.resize(flat_inst_.size() + cap);
-    flat_size_.resize(flat_inst_.size());
-    flat_entry_.resize(flat_inst_.size());
-    flat_slot_.resize(flat_inst_.size());
-    flat_bids_.resize(flat_inst_.size());
-    flat_asks_.resize(flat_inst_.size());
-  }
-  if (fa.kind == FlatKind::portfolio && !flat_groups(a, fa, flat_slot_.data() + fa.pos)) {
-    fa.kind = FlatKind::other;
-    return;
-  }
-  if (append || nb > fa.bcap) {
-    const std::size_t cap = append ? nb : nb + 1;
-    if (flat_asset_.size() + cap > UINT32_MAX || cap > UINT16_MAX) {
-      fa.kind = FlatKind::other;
-      return;
-    }
-    fa.bal = static_cast<std::uint32_t>(flat_asset_.size());
-    fa.bcap = static_cast<std::uint16_t>(cap);
-    flat_asset_.resize(flat_asset_.size() + cap);
-    flat_amount_.resize(flat_asset_.size());
-  }
+  const std::size_t n = a.positions.size();
+  fa.kind = (portfolio && orders) || n >= UINT32_MAX / 2 || nb >= UINT16_MAX / 2 ? FlatKind::other
+            : portfolio                                                          ? FlatKind::portfolio
+            : orders ? FlatKind::cross_orders
+                     : FlatKind::cross;
   fa.npos = static_cast<std::uint32_t>(n);
-  for (std::size_t k = 0; k < n; ++k) {
+  fa.nbal = static_cast<std::uint16_t>(nb);
+}
+
+void Engine::fill_flat(std::size_t i) {
+  const Account& a = accounts_[i];
+  FlatAccount& fa = flat_[i];
+  for (std::size_t k = 0; k < fa.npos; ++k) {
     const Position& p = a.positions[k];
     flat_inst_[fa.pos + k] = p.instrument;
     flat_size_[fa.pos + k] = p.size;
@@ -571,13 +546,56 @@ void Engine::pack_flat(std::size_t i, bool append) {
     flat_bids_[fa.pos + k] = p.bids;  // read for cross_orders accounts only
     flat_asks_[fa.pos + k] = p.asks;
   }
-  fa.nbal = static_cast<std::uint16_t>(nb);
   std::size_t k = fa.bal;
   for (std::size_t asset = 0; asset < a.balances.size(); ++asset) {
     if (a.balances[asset] == 0.0) continue;
     flat_asset_[k] = static_cast<std::int32_t>(asset);
     flat_amount_[k++] = a.balances[asset];
   }
+  if (fa.kind == FlatKind::portfolio && !flat_groups(a, fa, flat_slot_.data() + fa.pos)) {
+    fa.kind = FlatKind::other;
+  }
+}
+
+// Columns grown to the given lengths (positions, balances).
+void Engine::size_flat(std::size_t positions, std::size_t balances) {
+  for (auto* v : {&flat_size_, &flat_entry_, &flat_bids_, &flat_asks_}) v->resize(positions);
+  flat_inst_.resize(positions);
+  flat_slot_.resize(positions);
+  flat_asset_.resize(balances);
+  flat_amount_.resize(balances);
+}
+
+void Engine::pack_flat(std::size_t i) {
+  classify_flat(i);
+  FlatAccount& fa = flat_[i];
+  if (fa.kind == FlatKind::other) {  // its slots, if any, are given up
+    flat_garbage_ += fa.pcap;
+    fa.pcap = fa.bcap = 0;
+    return;
+  }
+  const bool grow_pos = fa.npos > fa.pcap, grow_bal = fa.nbal > fa.bcap;
+  if (grow_pos || grow_bal) {  // new slots at the end, with room to grow
+    std::size_t positions = flat_inst_.size(), balances = flat_asset_.size();
+    if (grow_pos) {
+      flat_garbage_ += fa.pcap;
+      fa.pcap = fa.npos + fa.npos / 2 + 1;
+      fa.pos = static_cast<std::uint32_t>(positions);
+      positions += fa.pcap;
+    }
+    if (grow_bal) {
+      fa.bcap = static_cast<std::uint16_t>(fa.nbal + 1);
+      fa.bal = static_cast<std::uint32_t>(balances);
+      balances += fa.bcap;
+    }
+    if (positions > UINT32_MAX || balances > UINT32_MAX) {
+      fa.kind = FlatKind::other;
+      fa.pcap = fa.bcap = 0;
+      return;
+    }
+    size_flat(positions, balances);
+  }
+  fill_flat(i);
 }
 
 void Engine::sync_flat() {
@@ -586,20 +604,49 @@ void Engine::sync_flat() {
   const bool rebuild = flat_.size() > n || (flat_dirty_.size() + (n - flat_.size())) * 4 > n ||
                        flat_garbage_ * 3 > used || flat_epoch_ != layout_epoch_;
   if (rebuild) {
+    // Each account's kind and counts, then slots side by side, then the copies:
+    // columns are sized once (no growth: at 1,000,000 accounts that is
+    // hundreds of MB of page faults and copies), both passes on the pool.
     flat_.assign(n, FlatAccount{});
-    for (auto* v : {&flat_inst_, &flat_asset_}) v->clear();
-    for (auto* v : {&flat_size_, &flat_entry_, &flat_bids_, &flat_asks_, &flat_amount_}) {
-      v->clear();
+    parallel_for(n, 4096, [&](std::size_t b, std::size_t e) {
+      for (std::size_t i = b; i < e; ++i) classify_flat(i);
+    });
+    std::size_t positions = 0, balances = 0;
+    for (FlatAccount& fa : flat_) {
+      if (fa.kind == FlatKind::other) continue;
+      if (positions + fa.npos > UINT32_MAX || balances + fa.nbal > UINT32_MAX) {
+        fa.kind = FlatKind::other;
+        continue;
+      }
+      fa.pos = static_cast<std::uint32_t>(positions);
+      fa.pcap = fa.npos;
+      positions += fa.npos;
+      fa.bal = static_cast<std::uint32_t>(balances);
+      fa.bcap = fa.nbal;
+      balances += fa.nbal;
     }
-    flat_slot_.clear();
+    // Room for accounts that outgrow their slots until the next rebuild (a
+    // column that grows is copied whole): reserved, not written, so free.
+    for (auto* v : {&flat_size_, &flat_entry_, &flat_bids_, &flat_asks_}) {
+      v->reserve(positions + positions / 2 + 1024);
+    }
+    flat_inst_.reserve(positions + positions / 2 + 1024);
+    flat_slot_.reserve(positions + positions / 2 + 1024);
+    flat_asset_.reserve(balances + balances / 2 + 1024);
+    flat_amount_.reserve(balances + balances / 2 + 1024);
+    size_flat(positions, balances);
+    parallel_for(n, 4096, [&](std::size_t b, std::size_t e) {
+      for (std::size_t i = b; i < e; ++i) {
+        if (flat_[i].kind != FlatKind::other) fill_flat(i);
+      }
+    });
     flat_garbage_ = 0;
     flat_epoch_ = layout_epoch_;
-    for (std::size_t i = 0; i < n; ++i) pack_flat(i, true);
   } else {
-    for (std::uint32_t i : flat_dirty_) pack_flat(i, false);
     const std::size_t old = flat_.size();
     flat_.resize(n);
-    for (std::size_t i = old; i < n; ++i) pack_flat(i, true);
+    for (std::uint32_t i : flat_dirty_) pack_flat(i);
+    for (std::size_t i = old; i < n; ++i) pack_flat(i);
   }
   flat_dirty_.clear();
   flat_dirty_.reserve(n);  // flat_stale() never allocates: each account is listed once

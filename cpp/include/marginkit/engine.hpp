@@ -797,7 +797,10 @@ class Engine {
     };
   }
   void sync_flat();
-  void pack_flat(std::size_t i, bool append);
+  void classify_flat(std::size_t i);  // kind, margin asset and counts of account i
+  void fill_flat(std::size_t i);      // its copy, into its slots
+  void size_flat(std::size_t positions, std::size_t balances);
+  void pack_flat(std::size_t i);      // classify and fill, in its slots or new ones
   // An account's figures from the flat book; false for kind other (and for a
   // portfolio account the batch path does not cover).
   bool flat_figures(const FlatAccount& fa, Figures& out) const;
