@@ -250,6 +250,13 @@ void Engine::ensure_risk() {
         b.log_mult[u].push_back(std::log(b.mult[u].back()));
         b.dir[u].push_back(set.scenarios[s].vol);
       }
+      // The grid kernel reads whole vectors: pad to the row length with a
+      // scenario that moves nothing.
+      for (std::size_t s = set.scenarios.size(); s < padded(set.scenarios.size()); ++s) {
+        b.mult[u].push_back(1.0);
+        b.log_mult[u].push_back(0.0);
+        b.dir[u].push_back(0.0);
+      }
       b.grids[u] = {set.scenarios.size(), b.mult[u].data(), b.log_mult[u].data(),
                     b.dir[u].data()};
     }

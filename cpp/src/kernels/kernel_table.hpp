@@ -16,6 +16,8 @@ namespace marginkit::simd {
 // forward moved to forward x mult[s] (log_mult[s] = ln mult[s]), the
 // volatility vol_down / vol / vol_up as dir[s] is -1 / 0 / +1; inverse options
 // in coin at the shocked forward. grids[grid[k]] is option k's scenario grid.
+// The kernel writes the whole padded row (n rounded up to a multiple of 8),
+// the padding as zeros.
 struct RiskGridInputs {
   const ScenarioGrid* grids = nullptr;
   const int* grid = nullptr;
