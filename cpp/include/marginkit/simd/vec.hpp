@@ -49,6 +49,27 @@ inline vd load(const double* p) {
 
 inline void store(double* p, vd v) { std::memcpy(p, &v, sizeof v); }
 
+// A non-temporal (streaming) store to p, aligned to the vector size: the line
+// is written without being read first and bypasses the caches. Streaming
+// stores are weakly ordered: stream_fence() before others may rely on them.
+inline void stream(double* p, vd v) {
+#if defined(__AVX512F__)
+  _mm512_stream_pd(p, reinterpret_cast<__m512d>(v));
+#elif defined(__AVX__)
+  _mm256_stream_pd(p, reinterpret_cast<__m256d>(v));
+#elif defined(__SSE2__)
+  _mm_stream_pd(p, reinterpret_cast<__m128d>(v));
+#else
+  store(p, v);
+#endif
+}
+
+inline void stream_fence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+
 // A column is either an array or one value broadcast to every element.
 inline vd load_col(const double* p, bool broadcast, std::size_t i) {
   return broadcast ? splat(*p) : load(p + i);
@@ -79,6 +100,16 @@ inline vd select(mask m, vd a, vd b) { return m ? a : b; }
 
 inline vd vabs(vd x) {
   return reinterpret_cast<vd>(reinterpret_cast<vi>(x) & splat_bits(0x7fffffffffffffffLL));
+}
+
+// The sign bits of x (+-0.0), and x with its sign flipped where s has the sign
+// bit: multiplication by w = +-1 (given w's sign bits) without a multiplication.
+inline vd sign_bits(vd x) {
+  return reinterpret_cast<vd>(reinterpret_cast<vi>(x) &
+                              splat_bits(static_cast<std::int64_t>(1ULL << 63)));
+}
+inline vd flip_sign(vd x, vd s) {
+  return reinterpret_cast<vd>(reinterpret_cast<vi>(x) ^ reinterpret_cast<vi>(s));
 }
 
 // Sign bits of the lanes as an integer (bit i = lane i).
