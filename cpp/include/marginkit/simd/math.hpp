@@ -25,6 +25,20 @@ inline vd vexp_clamped(vd x) {
   return scale_pow2(e, k);
 }
 
+// exp(-y) for y already clamped to [-709.78, 746], the negation folded into
+// the reduction.
+inline vd vexp_neg_clamped(vd y) {
+  vd k = vround(y * -kLog2e);
+  vd r = fma(k, splat(-kLn2Hi), -y);
+  r = fma(k, splat(-kLn2Lo), r);
+  vd p = horner(r, coef::kExpPoly);
+  vd e = fma(r * r, p, r) + 1.0;
+  return scale_pow2(e, k);
+}
+
+// exp(-y), as vexp(-y).
+inline vd vexp_neg(vd y) { return vexp_neg_clamped(vmin(vmax(y, splat(-709.78)), splat(746.0))); }
+
 // exp(x), x may be any double (no NaN: inputs are validated upstream).
 // Results below 2^-1022 (x < -708.39) flush to 0 (AVX-512: subnormal down to
 // x = -745.13, then 0); above 709.78 saturate.
@@ -113,7 +127,7 @@ struct NormPair {
 // between the pair cost three multiplications.
 // ws: the sign bits of w.
 inline NormPair norm_pair_from_pdf(vd ws, vd a, vd b, vd pdf_a, vd pdf_b) {
-  vd ta = vmin(vabs(a), splat(40.0)), tb = vmin(vabs(b), splat(40.0));
+  vd ta = vabsmin(a, splat(40.0)), tb = vabsmin(b, splat(40.0));
   vd ra = horner(ta, coef::kMillsNum) / horner(ta, coef::kMillsDen);
   vd rb = horner(tb, coef::kMillsNum) / horner(tb, coef::kMillsDen);
   NormPair r;

@@ -80,9 +80,9 @@ inline vd load_col(const double* p, bool broadcast, std::size_t i) {
 // the bytes one by one in general-purpose registers.
 inline vd load_i8(const std::int8_t* p) {
 #if defined(__AVX512F__)
-  std::int64_t bytes;
-  std::memcpy(&bytes, p, sizeof bytes);
-  return reinterpret_cast<vd>(_mm512_cvtepi32_pd(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(bytes))));
+  // A 64-bit load the sign extension takes as its memory operand.
+  return reinterpret_cast<vd>(_mm512_cvtepi32_pd(
+      _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)))));
 #elif defined(__AVX2__)
   std::int32_t bytes;
   std::memcpy(&bytes, p, sizeof bytes);
@@ -159,6 +159,18 @@ inline vd vmax(vd a, vd b) {
   return reinterpret_cast<vd>(_mm_max_pd(reinterpret_cast<__m128d>(a), reinterpret_cast<__m128d>(b)));
 #else
   return a > b ? a : b;
+#endif
+}
+
+// min(|x|, c) for c >= 0 (x not NaN): one vrangepd on AVX-512DQ.
+inline vd vabsmin(vd x, vd c) {
+#if defined(__AVX512DQ__)
+  // imm 0b1010: the smaller magnitude, sign cleared.
+  return reinterpret_cast<vd>(__builtin_ia32_rangepd512_mask(
+      reinterpret_cast<__v8df>(x), reinterpret_cast<__v8df>(c), 0x0A, reinterpret_cast<__v8df>(x),
+      static_cast<__mmask8>(-1), _MM_FROUND_CUR_DIRECTION));
+#else
+  return vmin(vabs(x), c);
 #endif
 }
 
