@@ -117,6 +117,9 @@ class Pool {
       while (published() == seen && !stop_.load(std::memory_order_relaxed) &&
              std::chrono::steady_clock::now() < until) {
         for (int k = 0; k < 64; ++k) relax();
+        // Let whatever else wants this core run (the caller itself, when the
+        // machine is busy): an idle spinner must not slow anyone down.
+        std::this_thread::yield();
       }
       if (published() == seen) {
         std::unique_lock<std::mutex> lock(m_);
