@@ -271,6 +271,11 @@ void Engine::ensure_risk() {
   parallel_for(n, kRiskGrain, [&](std::size_t from, std::size_t to) {
     const ScenarioSet* g_set = nullptr;
     double g_dte = -1.0, g = 1.0;
+    // The forward depends only on the underlying, the expiry, the settlement
+    // asset and the inverse flag: looked up (a hash lookup, or a scan for a
+    // future) once per run of options sharing them.
+    const InstrumentSpec* f_of = nullptr;
+    double f_value = 0.0;
     std::size_t m = from;
     for (std::size_t i = from; i < to; ++i) {
       if (risk_offset_[i] == kNoRow) continue;
@@ -304,7 +309,12 @@ void Engine::ensure_risk() {
       b.grid_of[k] = in.underlying;
       b.cp[k] = in.terms.cp;
       b.inverse[k] = in.terms.inverse ? 1 : 0;
-      b.fwd[k] = option_forward(in);
+      if (f_of == nullptr || in.underlying != f_of->underlying || in.expiry != f_of->expiry ||
+          in.settle != f_of->settle || in.terms.inverse != f_of->terms.inverse) {
+        f_of = &in;
+        f_value = option_forward(in);
+      }
+      b.fwd[k] = f_value;
       b.strike[k] = in.terms.strike;
       b.tau[k] = tau;
       b.vol[k] = vol;
