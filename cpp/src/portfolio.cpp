@@ -213,57 +213,40 @@ void Engine::ensure_risk() {
   }
   // Every entry is written below (rows, NaN rows, zero padding): no clearing.
   risk_.resize(total);
-  // Options: each underlying's scenario grid once, then, on the thread pool,
-  // each chunk of options gathers its inputs (forward, volatility, the
-  // days-to-expiry vol-shock factor once per expiry), prices deltas at today's
-  // forward and writes its rows with the grid kernel.
+  // Each underlying's scenario grid (1 + move, its log, the vol direction),
+  // padded to the row length with a scenario that moves nothing: the grid
+  // kernel reads whole vectors.
   RiskScratch& b = risk_scratch_;
-  b.ids.clear();
   b.grids.assign(assets_.size(), {});
-  b.mult.assign(assets_.size(), {});
-  b.log_mult.assign(assets_.size(), {});
-  b.dir.assign(assets_.size(), {});
-  for (std::size_t i = 0; i < n; ++i) {
-    if (risk_offset_[i] == kNoRow) continue;
-    const InstrumentSpec& in = instruments_[i];
-    const double mark = marks_[i].value, cs = in.terms.contract_size;
-    double* row = &risk_[risk_offset_[i]];
-    const ScenarioSet& set = sets_[underlying_set_[in.underlying]];
-    std::fill(row + set.scenarios.size(), row + padded(set.scenarios.size()), 0.0);
-    if (!std::isfinite(mark) || !std::isfinite(index_of(in))) {  // no price: a NaN row
-      std::fill(row, row + set.scenarios.size(), std::numeric_limits<double>::quiet_NaN());
-      continue;
+  b.mult.resize(assets_.size());
+  b.log_mult.resize(assets_.size());
+  b.dir.resize(assets_.size());
+  for (std::size_t u = 0; u < assets_.size(); ++u) {
+    b.mult[u].clear();
+    b.log_mult[u].clear();
+    b.dir[u].clear();
+    if (underlying_set_[u] < 0) continue;
+    const ScenarioSet& set = sets_[underlying_set_[u]];
+    const std::size_t ns = set.scenarios.size();
+    for (std::size_t s = 0; s < padded(ns); ++s) {
+      const double mult = s < ns ? 1.0 + set.move(static_cast<int>(u), s) : 1.0;
+      b.mult[u].push_back(mult);
+      b.log_mult[u].push_back(s < ns ? std::log(mult) : 0.0);
+      b.dir[u].push_back(s < ns ? set.scenarios[s].vol : 0.0);
     }
-    if (in.kind != InstrumentKind::option) {
-      for (std::size_t s = 0; s < set.scenarios.size(); ++s) {
-        const double move = set.move(in.underlying, s);
-        // Inverse: 1/mark - 1/(mark (1 + move)) = move / (mark (1 + move)), without cancellation.
-        row[s] = in.terms.inverse ? cs * move / (mark * (1.0 + move)) : cs * mark * move;
-      }
-      risk_delta_[i] = in.terms.inverse ? cs / mark : cs;
-      continue;
-    }
-    b.ids.push_back(static_cast<int>(i));
-    const int u = in.underlying;
-    if (b.mult[u].empty()) {
-      for (std::size_t s = 0; s < set.scenarios.size(); ++s) {
-        b.mult[u].push_back(1.0 + set.move(u, s));
-        b.log_mult[u].push_back(std::log(b.mult[u].back()));
-        b.dir[u].push_back(set.scenarios[s].vol);
-      }
-      b.grids[u] = {set.scenarios.size(), b.mult[u].data(), b.log_mult[u].data(),
-                    b.dir[u].data()};
-    }
+    b.grids[u] = {ns, b.mult[u].data(), b.log_mult[u].data(), b.dir[u].data()};
   }
-  const std::size_t m = b.ids.size();
+  // Per-option inputs, indexed like the instruments: a chunk of instruments
+  // [from, to) gathers its options into [from, from + its option count).
   for (auto* v : {&b.fwd, &b.strike, &b.tau, &b.vol, &b.vol_down, &b.vol_up, &b.cs, &b.mark,
                   &b.price, &b.delta}) {
-    v->resize(m);
+    v->resize(n);
   }
-  b.cp.resize(m);
-  b.inverse.resize(m);
-  b.offset.resize(m);
-  b.grid_of.resize(m);
+  b.ids.resize(n);
+  b.cp.resize(n);
+  b.inverse.resize(n);
+  b.offset.resize(n);
+  b.grid_of.resize(n);
   simd::RiskGridInputs gi;
   gi.grids = b.grids.data();
   gi.grid = b.grid_of.data();
@@ -281,35 +264,71 @@ void Engine::ensure_risk() {
   gi.rate = rate_;
   gi.risk = risk_.data();
   const auto grid = simd::active_kernels().risk_grid;
-  parallel_for(m, kRiskGrain, [&](std::size_t from, std::size_t to) {
+  // On the thread pool, each chunk of instruments: futures' rows in closed
+  // form, NaN rows for instruments without a price, and its options gathered
+  // (forward, volatility, the days-to-expiry vol-shock factor once per
+  // expiry), their deltas priced at today's forward and their rows written by
+  // the grid kernel.
+  parallel_for(n, kRiskGrain, [&](std::size_t from, std::size_t to) {
     const ScenarioSet* g_set = nullptr;
     double g_dte = -1.0, g = 1.0;
-    for (std::size_t k = from; k < to; ++k) {
-      const int id = b.ids[k];
-      const InstrumentSpec& in = instruments_[id];
+    // The forward depends only on the underlying, the expiry, the settlement
+    // asset and the inverse flag: looked up (a hash lookup, or a scan for a
+    // future) once per run of options sharing them.
+    const InstrumentSpec* f_of = nullptr;
+    double f_value = 0.0;
+    std::size_t m = from;
+    for (std::size_t i = from; i < to; ++i) {
+      if (risk_offset_[i] == kNoRow) continue;
+      const InstrumentSpec& in = instruments_[i];
+      const double mark = marks_[i].value, cs = in.terms.contract_size;
+      double* row = &risk_[risk_offset_[i]];
       const ScenarioSet& set = sets_[underlying_set_[in.underlying]];
+      std::fill(row + set.scenarios.size(), row + padded(set.scenarios.size()), 0.0);
+      if (!std::isfinite(mark) || !std::isfinite(index_of(in))) {  // no price: a NaN row
+        std::fill(row, row + set.scenarios.size(), std::numeric_limits<double>::quiet_NaN());
+        continue;
+      }
+      if (in.kind != InstrumentKind::option) {
+        for (std::size_t s = 0; s < set.scenarios.size(); ++s) {
+          const double move = set.move(in.underlying, s);
+          // Inverse: 1/mark - 1/(mark (1 + move)) = move / (mark (1 + move)), without cancellation.
+          row[s] = in.terms.inverse ? cs * move / (mark * (1.0 + move)) : cs * mark * move;
+        }
+        risk_delta_[i] = in.terms.inverse ? cs / mark : cs;
+        continue;
+      }
+      const int id = static_cast<int>(i);
       const double vol = implied_vol_of(id), tau = years_to_expiry(in), dte = tau * 365.0;
       if (&set != g_set || dte != g_dte) {
         g_set = &set;
         g_dte = dte;
         g = set.vol.dte_scale(dte);
       }
+      const std::size_t k = m++;
+      b.ids[k] = id;
       b.grid_of[k] = in.underlying;
       b.cp[k] = in.terms.cp;
       b.inverse[k] = in.terms.inverse ? 1 : 0;
-      b.fwd[k] = option_forward(in);
+      if (f_of == nullptr || in.underlying != f_of->underlying || in.expiry != f_of->expiry ||
+          in.settle != f_of->settle || in.terms.inverse != f_of->terms.inverse) {
+        f_of = &in;
+        f_value = option_forward(in);
+      }
+      b.fwd[k] = f_value;
       b.strike[k] = in.terms.strike;
       b.tau[k] = tau;
       b.vol[k] = vol;
       b.vol_down[k] = set.vol.shocked_by(vol, -1, g);
       b.vol_up[k] = set.vol.shocked_by(vol, 1, g);
-      b.cs[k] = in.terms.contract_size;
-      b.mark[k] = marks_[id].value;
-      b.offset[k] = risk_offset_[id];
+      b.cs[k] = cs;
+      b.mark[k] = mark;
+      b.offset[k] = risk_offset_[i];
     }
+    if (m == from) return;
     // Deltas (per contract, units of the underlying) at today's forward.
     Black76Inputs bi;
-    bi.n = to - from;
+    bi.n = m - from;
     bi.cp = {b.cp.data() + from, false};
     bi.forward = {b.fwd.data() + from, false};
     bi.strike = {b.strike.data() + from, false};
@@ -320,8 +339,8 @@ void Engine::ensure_risk() {
     bo.price = b.price.data() + from;
     bo.delta = b.delta.data() + from;
     black76(bi, bo, Settlement::linear);
-    for (std::size_t k = from; k < to; ++k) risk_delta_[b.ids[k]] = b.delta[k] * b.cs[k];
-    grid(gi, from, to);
+    for (std::size_t k = from; k < m; ++k) risk_delta_[b.ids[k]] = b.delta[k] * b.cs[k];
+    grid(gi, from, m);
   });
   risk_stamp_ = stamp_;
 }

@@ -16,6 +16,8 @@ namespace marginkit::simd {
 // forward moved to forward x mult[s] (log_mult[s] = ln mult[s]), the
 // volatility vol_down / vol / vol_up as dir[s] is -1 / 0 / +1; inverse options
 // in coin at the shocked forward. grids[grid[k]] is option k's scenario grid.
+// The kernel writes the whole padded row (n rounded up to a multiple of 8),
+// the padding as zeros.
 struct RiskGridInputs {
   const ScenarioGrid* grids = nullptr;
   const int* grid = nullptr;
@@ -34,8 +36,10 @@ struct KernelTable {
   int width;  // doubles per vector
   // Both check their inputs as they go: black76 returns false, implied_vol
   // SIZE_MAX, if any element was invalid (pricing.cpp then finds which).
+  // stream: write the outputs with non-temporal stores (batches larger than
+  // the caches; the call ends with a store fence).
   bool (*black76)(const Black76Inputs&, const Black76Outputs&, Settlement, std::size_t begin,
-                  std::size_t end);
+                  std::size_t end, bool stream);
   std::size_t (*implied_vol)(const ImpliedVolInputs&, double* out, Settlement, std::size_t begin,
                              std::size_t end);
   void (*risk_grid)(const RiskGridInputs&, std::size_t begin, std::size_t end);

@@ -15,11 +15,8 @@ inline constexpr double kLog2e = 1.4426950408889634074;
 inline constexpr double kInvSqrt2Pi = 0.39894228040143267794;
 inline constexpr double kLnSqrt2Pi = 0.91893853320467274178;
 
-// exp(x), x may be any double (no NaN: inputs are validated upstream).
-// Results below 2^-1022 (x < -708.39) flush to 0 (AVX-512: subnormal down to
-// x = -745.13, then 0); above 709.78 saturate.
-inline vd vexp(vd x) {
-  x = vmax(vmin(x, splat(709.78)), splat(-746.0));
+// exp(x) for x already clamped to [-746, 709.78] (see vexp).
+inline vd vexp_clamped(vd x) {
   vd k = vround(x * kLog2e);
   vd r = fma(k, splat(-kLn2Hi), x);
   r = fma(k, splat(-kLn2Lo), r);
@@ -28,19 +25,40 @@ inline vd vexp(vd x) {
   return scale_pow2(e, k);
 }
 
-// exp(-t*t/2) with the rounding error of t*t compensated.
+// exp(-y) for y already clamped to [-709.78, 746], the negation folded into
+// the reduction.
+inline vd vexp_neg_clamped(vd y) {
+  vd k = vround(y * -kLog2e);
+  vd r = fma(k, splat(-kLn2Hi), -y);
+  r = fma(k, splat(-kLn2Lo), r);
+  vd p = horner(r, coef::kExpPoly);
+  vd e = fma(r * r, p, r) + 1.0;
+  return scale_pow2(e, k);
+}
+
+// exp(-y), as vexp(-y).
+inline vd vexp_neg(vd y) { return vexp_neg_clamped(vmin(vmax(y, splat(-709.78)), splat(746.0))); }
+
+// exp(x), x may be any double (no NaN: inputs are validated upstream).
+// Results below 2^-1022 (x < -708.39) flush to 0 (AVX-512: subnormal down to
+// x = -745.13, then 0); above 709.78 saturate.
+inline vd vexp(vd x) { return vexp_clamped(vmax(vmin(x, splat(709.78)), splat(-746.0))); }
+
+// exp(-t*t/2) with the rounding error of t*t compensated: with h = -t/2
+// (exact), -t*t/2 = hi + lo exactly, and exp(hi + lo) = exp(hi) (1 + lo).
+// The argument is <= 0: only the lower clamp.
 inline vd vexp_mhalfsq(vd t) {
-  vd hi, lo;
-  two_prod(t, t, hi, lo);
-  vd e = vexp(hi * -0.5);
-  return fma(e, lo * -0.5, e);
+  vd h = t * -0.5, hi, lo;
+  two_prod(h, t, hi, lo);
+  vd e = vexp_clamped(vmax(hi, splat(-746.0)));
+  return fma(e, lo, e);
 }
 
 // ln(m) + e ln 2 from s = (m - 1) / (m + 1), |s| <= (sqrt 2 - 1) / (sqrt 2 + 1).
 inline vd log_from_s(vd s, vd e) {
-  vd z = s * s;
+  vd z = s * s, s2 = s + s;  // 2 (s + s z q) = 2s + 2s z q, exactly
   vd q = horner(z, coef::kLogPoly);
-  vd lnm = fma(s * z, q, s) * 2.0;
+  vd lnm = fma(s2 * z, q, s2);
   return fma(e, splat(kLn2Hi), fma(e, splat(kLn2Lo), lnm));
 }
 
@@ -65,8 +83,8 @@ inline vd vlog_ratio(vd a, vd b) {
   split_exponent(b, mb, eb);
   const mask up = ma > mb * 1.4142135623730951, down = mb > ma * 1.4142135623730951;
   vd e = select(up, splat(1.0), select(down, splat(-1.0), splat(0.0))) + (ea - eb);
-  mb = select(up, mb * 2.0, mb);
-  ma = select(down, ma * 2.0, ma);
+  mb = select(up, mb + mb, mb);  // additions: the kernels are bound by the multiply pipes
+  ma = select(down, ma + ma, ma);
   return log_from_s((ma - mb) / (ma + mb), e);
 }
 
@@ -103,21 +121,23 @@ struct NormPair {
 };
 
 // The tails and CDFs of a and b given their densities. The Mills ratios are
-// rational, R(t) = P(t) / D(t) on [0, 40] (coefficients.hpp), the two
-// denominators inverted by one division.
-inline NormPair norm_pair_from_pdf(vd w, vd a, vd b, vd pdf_a, vd pdf_b) {
-  vd ta = vmin(vabs(a), splat(40.0)), tb = vmin(vabs(b), splat(40.0));
-  vd na = horner(ta, coef::kMillsNum), da = horner(ta, coef::kMillsDen);
-  vd nb = horner(tb, coef::kMillsNum), db = horner(tb, coef::kMillsDen);
-  vd inv = 1.0 / (da * db);
+// rational, R(t) = P(t) / D(t) on [0, 40] (coefficients.hpp), each with its
+// own division: divisions cost the kernels nothing measurable (they are
+// throughput-bound on the other floating-point operations), sharing one
+// between the pair cost three multiplications.
+// ws: the sign bits of w.
+inline NormPair norm_pair_from_pdf(vd ws, vd a, vd b, vd pdf_a, vd pdf_b) {
+  vd ta = vabsmin(a, splat(40.0)), tb = vabsmin(b, splat(40.0));
+  vd ra = horner(ta, coef::kMillsNum) / horner(ta, coef::kMillsDen);
+  vd rb = horner(tb, coef::kMillsNum) / horner(tb, coef::kMillsDen);
   NormPair r;
   r.pdf_a = pdf_a;
   r.pdf_b = pdf_b;
   // phi(t) = phi(|t|), and both are 0 beyond the clamp at 40.
-  vd qa = r.pdf_a * na * (db * inv);
-  vd qb = r.pdf_b * nb * (da * inv);
-  r.cdf_a = select(w * a < 0.0, qa, 1.0 - qa);
-  r.cdf_b = select(w * b < 0.0, qb, 1.0 - qb);
+  vd qa = r.pdf_a * ra;
+  vd qb = r.pdf_b * rb;
+  r.cdf_a = select(flip_sign(a, ws) < 0.0, qa, 1.0 - qa);
+  r.cdf_b = select(flip_sign(b, ws) < 0.0, qb, 1.0 - qb);
   return r;
 }
 

@@ -49,6 +49,27 @@ inline vd load(const double* p) {
 
 inline void store(double* p, vd v) { std::memcpy(p, &v, sizeof v); }
 
+// A non-temporal (streaming) store to p, aligned to the vector size: the line
+// is written without being read first and bypasses the caches. Streaming
+// stores are weakly ordered: stream_fence() before others may rely on them.
+inline void stream(double* p, vd v) {
+#if defined(__AVX512F__)
+  _mm512_stream_pd(p, reinterpret_cast<__m512d>(v));
+#elif defined(__AVX__)
+  _mm256_stream_pd(p, reinterpret_cast<__m256d>(v));
+#elif defined(__SSE2__)
+  _mm_stream_pd(p, reinterpret_cast<__m128d>(v));
+#else
+  store(p, v);
+#endif
+}
+
+inline void stream_fence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+
 // A column is either an array or one value broadcast to every element.
 inline vd load_col(const double* p, bool broadcast, std::size_t i) {
   return broadcast ? splat(*p) : load(p + i);
@@ -59,9 +80,12 @@ inline vd load_col(const double* p, bool broadcast, std::size_t i) {
 // the bytes one by one in general-purpose registers.
 inline vd load_i8(const std::int8_t* p) {
 #if defined(__AVX512F__)
-  std::int64_t bytes;
-  std::memcpy(&bytes, p, sizeof bytes);
-  return reinterpret_cast<vd>(_mm512_cvtepi32_pd(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(bytes))));
+  // A 64-bit load the sign extension takes as its memory operand; the
+  // conversion by its builtin with a defined pass-through (GCC 12 warns on the
+  // intrinsic's undefined one).
+  const __m256i i32 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  return reinterpret_cast<vd>(__builtin_ia32_cvtdq2pd512_mask(
+      reinterpret_cast<__v8si>(i32), reinterpret_cast<__v8df>(vd{}), static_cast<__mmask8>(-1)));
 #elif defined(__AVX2__)
   std::int32_t bytes;
   std::memcpy(&bytes, p, sizeof bytes);
@@ -79,6 +103,16 @@ inline vd select(mask m, vd a, vd b) { return m ? a : b; }
 
 inline vd vabs(vd x) {
   return reinterpret_cast<vd>(reinterpret_cast<vi>(x) & splat_bits(0x7fffffffffffffffLL));
+}
+
+// The sign bits of x (+-0.0), and x with its sign flipped where s has the sign
+// bit: multiplication by w = +-1 (given w's sign bits) without a multiplication.
+inline vd sign_bits(vd x) {
+  return reinterpret_cast<vd>(reinterpret_cast<vi>(x) &
+                              splat_bits(static_cast<std::int64_t>(1ULL << 63)));
+}
+inline vd flip_sign(vd x, vd s) {
+  return reinterpret_cast<vd>(reinterpret_cast<vi>(x) ^ reinterpret_cast<vi>(s));
 }
 
 // Sign bits of the lanes as an integer (bit i = lane i).
@@ -128,6 +162,18 @@ inline vd vmax(vd a, vd b) {
   return reinterpret_cast<vd>(_mm_max_pd(reinterpret_cast<__m128d>(a), reinterpret_cast<__m128d>(b)));
 #else
   return a > b ? a : b;
+#endif
+}
+
+// min(|x|, c) for c >= 0 (x not NaN): one vrangepd on AVX-512DQ.
+inline vd vabsmin(vd x, vd c) {
+#if defined(__AVX512DQ__)
+  // imm 0b1010: the smaller magnitude, sign cleared.
+  return reinterpret_cast<vd>(__builtin_ia32_rangepd512_mask(
+      reinterpret_cast<__v8df>(x), reinterpret_cast<__v8df>(c), 0x0A, reinterpret_cast<__v8df>(x),
+      static_cast<__mmask8>(-1), _MM_FROUND_CUR_DIRECTION));
+#else
+  return vmin(vabs(x), c);
 #endif
 }
 
