@@ -310,15 +310,30 @@ double Engine::liquidation_fill(Account& a, int instrument, double qty, bool to_
   const InstrumentSpec& in = instruments_[instrument];
   const double px = fill_price(a, instrument, qty);
   const double rate = penalty_rates(a, instrument).first;
-  refresh(a);
-  const double e0 = a.collateral + a.sum_pos_equity;
-  const double free = trade_effect(a, in, instrument, qty, px, 0.0).d_equity;
   const double f = to_margin(a, in.settle);
-  const double fee = std::min(liquidation_fee(in, std::fabs(qty), px, rate) * f,
-                              std::max(0.0, e0 + free));
-  apply_trade(a, in, instrument, qty, px, fee / f, to_fund);
-  a.stamp = 0;
+  const double nominal = liquidation_fee(in, std::fabs(qty), px, rate) * f;
+  apply_trade(a, in, instrument, qty, px, 0.0, to_fund);
   refresh(a);
+  // Capped on the equity the fill left as the account now computes it (a
+  // prediction of it can differ in the last bits, and a penalty must not
+  // make an account bankrupt); if charging it still leaves equity below zero
+  // by rounding, the difference goes back.
+  double fee = std::min(nominal, std::max(0.0, a.collateral + a.sum_pos_equity));
+  auto charge = [&](double amount) {  // margin asset
+    a.balances[in.settle] -= amount / f;
+    if (to_fund) fund_[in.settle] += amount / f;
+    touch(a);
+    refresh(a);
+  };
+  if (fee > 0.0) {
+    charge(fee);
+    const double short_by = -(a.collateral + a.sum_pos_equity);
+    if (short_by > 0.0) {
+      const double back = std::min(fee, short_by);
+      charge(-back);
+      fee -= back;
+    }
+  }
   return fee;
 }
 
