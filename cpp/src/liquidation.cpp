@@ -310,29 +310,26 @@ double Engine::liquidation_fill(Account& a, int instrument, double qty, bool to_
   const InstrumentSpec& in = instruments_[instrument];
   const double px = fill_price(a, instrument, qty);
   const double rate = penalty_rates(a, instrument).first;
-  const double f = to_margin(a, in.settle);
-  const double nominal = liquidation_fee(in, std::fabs(qty), px, rate) * f;
-  apply_trade(a, in, instrument, qty, px, 0.0, to_fund);
   refresh(a);
-  // Capped on the equity the fill left as the account now computes it (a
-  // prediction of it can differ in the last bits, and a penalty must not
-  // make an account bankrupt); if charging it still leaves equity below zero
-  // by rounding, the difference goes back.
-  double fee = std::min(nominal, std::max(0.0, a.collateral + a.sum_pos_equity));
-  auto charge = [&](double amount) {  // margin asset
-    a.balances[in.settle] -= amount / f;
-    if (to_fund) fund_[in.settle] += amount / f;
+  const double e0 = a.collateral + a.sum_pos_equity;
+  const double free = trade_effect(a, in, instrument, qty, px, 0.0).d_equity;
+  const double f = to_margin(a, in.settle);
+  double fee = std::min(liquidation_fee(in, std::fabs(qty), px, rate) * f,
+                        std::max(0.0, e0 + free));
+  // One application, as a fill with this fee would do it (replays agree to the bit).
+  apply_trade(a, in, instrument, qty, px, fee / f, to_fund);
+  refresh(a);
+  // The cap came from a prediction of the equity the fill leaves, which can
+  // differ from the account's own in the last bits: a penalty must not make an
+  // account bankrupt, so a shortfall it caused goes back.
+  const double short_by = -(a.collateral + a.sum_pos_equity);
+  if (fee > 0.0 && short_by > 0.0) {
+    const double back = std::min(fee, short_by);
+    a.balances[in.settle] += back / f;
+    if (to_fund) fund_[in.settle] -= back / f;
+    fee -= back;
     touch(a);
     refresh(a);
-  };
-  if (fee > 0.0) {
-    charge(fee);
-    const double short_by = -(a.collateral + a.sum_pos_equity);
-    if (short_by > 0.0) {
-      const double back = std::min(fee, short_by);
-      charge(-back);
-      fee -= back;
-    }
   }
   return fee;
 }
