@@ -503,12 +503,13 @@ bool Engine::refresh_batch(Account& a) {
   Totals t;
   t.oldest = assets_[a.margin_asset].time;
   if (!portfolio_totals(a, t)) return false;
-  a.collateral = collateral_of(a, &t.oldest);
+  t.collateral = collateral_of(a, &t.oldest);
+  a.collateral = t.collateral;
   a.sum_im = t.im;
   a.sum_mm = t.mm;
   a.sum_pos_equity = t.eq;
   a.oldest = t.oldest;
-  a.priced = std::isfinite(a.collateral) && std::isfinite(t.im + t.mm + t.eq);
+  a.priced = t.all_finite();
   a.credit_mm = a.credit_im = 0.0;
   a.groups_stamp = 0;
   a.stamp = stamp_;
@@ -685,7 +686,7 @@ bool Engine::flat_figures(const FlatAccount& fa, Figures& out) const {
   } else if (!flat_portfolio_totals(fa, t)) {
     return false;
   }
-  t.priced = std::isfinite(t.collateral) && std::isfinite(t.im + t.mm + t.eq);
+  t.priced = t.all_finite();
   out = figures(fa.margin, t, fa.npos > 0);
   return true;
 }

@@ -499,6 +499,10 @@ class Engine {
   struct Totals {
     double collateral = 0.0, im = 0.0, mm = 0.0, eq = 0.0, oldest = 0.0;
     bool priced = true;
+    // Every price the figures use is set (a missing one makes a sum NaN).
+    bool all_finite() const noexcept {
+      return std::isfinite(collateral) && std::isfinite(im + mm + eq);
+    }
   };
   // The sums (im, mm, eq, oldest: it comes in set) of a plain portfolio
   // account's positions (grid sets, at most 4 groups and 64 positions, no
