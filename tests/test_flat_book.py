@@ -189,3 +189,39 @@ def test_scenario_set_changes_regroup_the_flat_book():
     e.set_scenarios("BTC", "set_BTC")
     e.set_price("ETH", e.price("ETH") * 0.9, 1.0)
     assert_batch_equals_summaries(e, "ETH down")
+
+
+@pytest.mark.parametrize("isa", mk.build_info()["isa_available"])
+def test_batch_worst_loss_is_the_summarys_on_every_kernel_path(isa):
+    """The batch pass takes a group's worst weighted loss in one kernel that never
+    stores the scenario P&L (weighted_worst); summary() keeps the P&L vector and
+    takes ScenarioSet::loss of it. Both must agree to the bit on every kernel
+    path: hedged books (losses near zero), one-sided books, weighted extended
+    moves (the Deribit preset's damped scenarios) and SPAN's 35 % extremes."""
+    before = mk.build_info()["isa"]
+    mk.set_isa(isa)
+    try:
+        rng = np.random.default_rng(23)
+        e = demo_book.build_engine(n_accounts=0)
+        e.max_age = 1e12
+        e.add_scenario_set("set_BTC", **scn.deribit())
+        e.add_scenario_set("set_SOL", **scn.span(scan_range=0.15, vol_range=0.25))
+        e.set_scenarios("BTC", "set_BTC")
+        e.set_scenarios("SOL", "set_SOL")
+        options = [n for n in e.instruments if n.count("-") == 3 and not n.startswith("ETH")]
+        for k in range(40):
+            a = f"p{k}"
+            e.add_account(a, "USDC")
+            e.set_mode(a, "portfolio")
+            e.deposit(a, "USDC", 5e6)
+            names = rng.choice(options, size=int(rng.integers(1, 12)), replace=False)
+            side = float(rng.choice([-1.0, 1.0]))
+            for j, name in enumerate(names):
+                # a third of the books hedged pairwise, the rest one-sided
+                sign = side * (-1.0) ** j if k % 3 == 0 else side
+                e.fill(a, name, sign * float(rng.integers(1, 10)), e.mark(name), fee=0.0)
+        assert_batch_equals_summaries(e, isa)
+        e.set_price("BTC", e.price("BTC") * 1.07, 1.0)
+        assert_batch_equals_summaries(e, f"{isa}, BTC up")
+    finally:
+        mk.set_isa(before)

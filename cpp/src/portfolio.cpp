@@ -154,6 +154,8 @@ int Engine::add_scenario_set(const ScenarioSet& set) {
     if (s.name == set.name) bad("duplicate scenario set '" + set.name + "'");
   }
   sets_.push_back(set);
+  std::vector<double>& weights = set_weights_.emplace_back(padded(set.scenarios.size()), 0.0);
+  for (std::size_t s = 0; s < set.scenarios.size(); ++s) weights[s] = set.scenarios[s].weight;
   ++stamp_;
   return static_cast<int>(sets_.size()) - 1;
 }
@@ -357,8 +359,14 @@ std::vector<double> Engine::risk_row(int instrument) {
 Requirement Engine::group_requirement(int set_id, int underlying, const double* pnl,
                                       double short_units, double delta_units,
                                       double margin_price) const {
+  return loss_requirement(set_id, underlying, sets_[set_id].loss(pnl), short_units, delta_units,
+                          margin_price);
+}
+
+Requirement Engine::loss_requirement(int set_id, int underlying, double loss, double short_units,
+                                     double delta_units, double margin_price) const {
   const ScenarioSet& set = sets_[set_id];
-  double mm = set.loss(pnl);
+  double mm = loss;
   if (!set.joint()) {
     const double usd = assets_[underlying].price / margin_price;  // one unit, margin asset
     mm += set.short_option_charge * usd * short_units +
@@ -577,10 +585,17 @@ bool Engine::add_group(int key, std::size_t count, const double* const* rows, co
                        Requirement& sum) const {
   const int set = underlying_set_[key];
   const std::size_t len = padded(sets_[set].scenarios.size());
-  if (len > kMaxBatchScenarios) return false;
-  alignas(64) double pnl[kMaxBatchScenarios];
-  simd::active_kernels().weighted_rows(len, count, rows, w, pnl);
-  const Requirement r = group_requirement(set, key, pnl, short_units, delta_units, margin_price);
+  Requirement r;
+  if (sets_[set].measure == LossMeasure::worst) {  // the worst loss, the P&L never stored
+    const double worst =
+        simd::active_kernels().weighted_worst(len, count, rows, w, set_weights_[set].data());
+    r = loss_requirement(set, key, -worst, short_units, delta_units, margin_price);
+  } else {
+    if (len > kMaxBatchScenarios) return false;
+    alignas(64) double pnl[kMaxBatchScenarios];
+    simd::active_kernels().weighted_rows(len, count, rows, w, pnl);
+    r = group_requirement(set, key, pnl, short_units, delta_units, margin_price);
+  }
   sum.im += r.im;
   sum.mm += r.mm;
   return true;

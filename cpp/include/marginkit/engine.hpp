@@ -28,6 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "marginkit/aligned.hpp"
 #include "marginkit/liquidation.hpp"
 #include "marginkit/margin.hpp"
 #include "marginkit/scenarios.hpp"
@@ -588,8 +589,11 @@ class Engine {
     return std::isfinite(f.value) ? f.value : index_of(in);
   }
   std::vector<ScenarioSet> sets_;
+  // Per set: its scenarios' weights, padded with zeros to whole vectors (the
+  // batch worst-loss kernel reads them as rows).
+  std::vector<std::vector<double>> set_weights_;
   std::vector<int> underlying_set_;       // per asset: scenario set id or -1
-  std::vector<double> risk_;              // risk array rows, concatenated
+  CacheAlignedVector<double> risk_;       // risk array rows (64-byte lines), concatenated
   std::vector<std::size_t> risk_offset_;  // per instrument; npos: no row
   std::vector<double> risk_delta_;        // per instrument: delta per contract, units
   std::uint64_t risk_stamp_ = 0;
@@ -613,6 +617,9 @@ class Engine {
   // MM and IM of one underlying from scenario P&L, short units and delta units.
   Requirement group_requirement(int set, int underlying, const double* pnl, double short_units,
                                 double delta_units, double margin_price) const;
+  // The same from the set's loss of the group's P&L.
+  Requirement loss_requirement(int set, int underlying, double loss, double short_units,
+                               double delta_units, double margin_price) const;
   int group_key(const InstrumentSpec& in) const noexcept {
     const int set = underlying_set_[in.underlying];
     return sets_[set].joint() ? -1 - set : in.underlying;

@@ -47,6 +47,11 @@ struct KernelTable {
   // it), added in the order of j.
   void (*weighted_rows)(std::size_t len, std::size_t count, const double* const* rows,
                         const double* w, double* out);
+  // min(0, min_s weights[s] x out[s]) of the out weighted_rows would give (the
+  // weights padded with zeros to len): ScenarioSet::loss of it, negated, to the
+  // bit, without storing out.
+  double (*weighted_worst)(std::size_t len, std::size_t count, const double* const* rows,
+                           const double* w, const double* weights);
 };
 
 // One per compiled level; defined in kernels_<isa>.cpp.
