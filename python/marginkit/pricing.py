@@ -43,6 +43,8 @@ from ._validation import as_core, common_length, cp_column, float_column, output
 __all__ = ["GREEKS", "Black76Result", "black76", "implied_vol"]
 
 GREEKS = ("price", "delta", "gamma", "vega", "theta")
+_F64 = np.dtype(np.float64)
+_I8 = np.dtype(np.int8)
 
 
 class Black76Result(NamedTuple):
@@ -105,6 +107,9 @@ def black76(
     >>> round(float(r.price[0]), 6)
     7.965567
     """
+    fast = _black76_fast(cp, forward, strike, expiry, vol, rate, inverse, greeks, out)
+    if fast is not None:
+        return fast
     wanted = tuple(greeks)
     unknown = [g for g in wanted if g not in GREEKS]
     if unknown:
@@ -128,6 +133,43 @@ def black76(
     _core.black76(n, *(as_core(a) for _, a in cols), bool(inverse),
                   *(arrays.get(g) for g in GREEKS))
     return Black76Result(*(arrays.get(g) for g in GREEKS))
+
+
+def _black76_fast(cp, forward, strike, expiry, vol, rate, inverse, greeks, out):
+    """The common call, in a few attribute checks: 1-D arrays of one length in the
+    core's dtypes (int8 ``cp``, float64 C-contiguous others; ``rate`` may be a
+    float), all five outputs. The core checks the values (and the outputs'
+    dtype, layout, length and writability). Anything else, or any error, returns
+    None: :func:`black76` then takes the general path, which converts what it
+    may and names every problem.
+    """
+    if greeks is not GREEKS or type(cp) is not np.ndarray or cp.dtype is not _I8:
+        return None
+    shape = cp.shape
+    if len(shape) != 1:
+        return None
+    for a in (forward, strike, expiry, vol):
+        if type(a) is not np.ndarray or a.dtype is not _F64 or a.shape != shape:
+            return None
+    if type(rate) is float:
+        rate = np.array((rate,))
+    elif type(rate) is not np.ndarray or rate.dtype is not _F64 or rate.shape != shape:
+        return None
+    n = shape[0]
+    if out is None:
+        arrays = (np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n))
+    else:
+        if type(out) is not dict or len(out) != 5:
+            return None
+        arrays = tuple(out.get(g) for g in GREEKS)
+        for a in arrays:
+            if type(a) is not np.ndarray:
+                return None
+    try:
+        _core.black76(n, cp, forward, strike, expiry, vol, rate, bool(inverse), *arrays)
+    except (TypeError, ValueError):
+        return None  # the general path raises the error with its own message
+    return Black76Result(*arrays)
 
 
 def implied_vol(
