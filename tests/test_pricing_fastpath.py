@@ -134,3 +134,29 @@ def _readonly(a):
     a = a.copy()
     a.flags.writeable = False
     return a
+
+
+def test_scalars_as_the_general_path():
+    # NumPy scalars take the general path, Python ones the short one.
+    book = _book(np.int8)
+    cases = [
+        ((1, 100.0, 90.0, 1.0, 0.3, 0.01), {}),
+        ((-1, 100, 120, 2, 1, 0), {}),
+        ((book["cp"], 100.0, book["strike"], 0.5, book["vol"]), {}),
+        ((1, book["forward"], 90.0, book["expiry"], 0.4, 0.02), {"inverse": True}),
+    ]
+    for args, kw in cases:
+        general = [np.float64(a) if type(a) in (float, int) else a for a in args]
+        if type(args[0]) is int:
+            general[0] = np.int64(args[0])
+        a = mk.black76(*args, **kw)
+        b = mk.black76(*general, **kw)
+        for g in GREEKS:
+            np.testing.assert_array_equal(getattr(a, g), getattr(b, g))
+    for bad in ((1, math.nan, 90.0, 1.0, 0.3), (1, 100.0, 90.0, -1.0, 0.3),
+                (2, 100.0, 90.0, 1.0, 0.3), (True, 100.0, 90.0, 1.0, -0.3)):
+        general = [np.float64(a) if type(a) is float else a for a in bad]
+        general[0] = np.int64(bad[0]) if type(bad[0]) is int else bad[0]
+        got = _error(lambda bad=bad: mk.black76(*bad))
+        assert got == _error(lambda general=general: mk.black76(*general))
+        assert got[0] is ValueError

@@ -136,26 +136,42 @@ def black76(
 
 
 def _black76_fast(cp, forward, strike, expiry, vol, rate, inverse, greeks, out):
-    """The common call, in a few attribute checks: 1-D arrays of one length in the
-    core's dtypes (int8 ``cp``, float64 C-contiguous others; ``rate`` may be a
-    float), all five outputs. The core checks the values (and the outputs'
+    """The common call, in a few type checks: every input a 1-D array in the
+    core's dtype (int8 ``cp``, float64 C-contiguous others), all of one length,
+    or a Python scalar (an int +-1 for ``cp``, a float or int otherwise, then
+    broadcast); all five outputs. The core checks the values (and the outputs'
     dtype, layout, length and writability). Anything else, or any error, returns
     None: :func:`black76` then takes the general path, which converts what it
     may and names every problem.
     """
-    if greeks is not GREEKS or type(cp) is not np.ndarray or cp.dtype is not _I8:
+    if greeks is not GREEKS:
         return None
-    shape = cp.shape
-    if len(shape) != 1:
-        return None
-    for a in (forward, strike, expiry, vol):
-        if type(a) is not np.ndarray or a.dtype is not _F64 or a.shape != shape:
+    n = -1
+    cols = []
+    for a in (forward, strike, expiry, vol, rate):
+        kind = type(a)
+        if kind is np.ndarray:
+            shape = a.shape
+            if a.dtype is not _F64 or len(shape) != 1 or (n >= 0 and shape[0] != n):
+                return None
+            n = shape[0]
+        elif kind is float or kind is int:
+            a = np.array((a,), dtype=_F64)  # a scalar: broadcast by the core
+        else:
             return None
-    if type(rate) is float:
-        rate = np.array((rate,))
-    elif type(rate) is not np.ndarray or rate.dtype is not _F64 or rate.shape != shape:
+        cols.append(a)
+    kind = type(cp)
+    if kind is np.ndarray:
+        shape = cp.shape
+        if cp.dtype is not _I8 or len(shape) != 1 or (n >= 0 and shape[0] != n):
+            return None
+        n = shape[0]
+    elif kind is int and (cp == 1 or cp == -1):
+        cp = np.array((cp,), dtype=_I8)
+    else:
         return None
-    n = shape[0]
+    if n < 0:
+        n = 1
     if out is None:
         arrays = (np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n))
     else:
@@ -166,7 +182,7 @@ def _black76_fast(cp, forward, strike, expiry, vol, rate, inverse, greeks, out):
             if type(a) is not np.ndarray:
                 return None
     try:
-        _core.black76(n, cp, forward, strike, expiry, vol, rate, bool(inverse), *arrays)
+        _core.black76(n, cp, *cols, bool(inverse), *arrays)
     except (TypeError, ValueError):
         return None  # the general path raises the error with its own message
     return Black76Result(*arrays)
