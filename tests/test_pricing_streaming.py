@@ -1,13 +1,9 @@
 """Large batches write their outputs with streaming stores (pricing.cpp: outputs
 over 16 MB, from the first element each output is aligned at); every element
-must be that of small batches, whatever the outputs' alignment, on every ISA
-path and thread count.
-
-Not bit for bit: GCC contracts a * b + c into FMAs (-ffp-contract=fast is its
-default for C++) differently in the one- and two-vector code of the kernels,
-so an option's last bits depend on its position in the batch (as they do on
-the thread count); the inverse gamma, which cancels, moves by up to ~3e-12
-relative. Misplaced or unwritten elements would be far off."""
+must be that of small batches, bit for bit, whatever the outputs' alignment,
+on every ISA path and thread count (the kernel files are compiled with
+-ffp-contract=off: an option's results do not depend on its position in a
+batch; tests/test_pricing_position.py)."""
 
 from __future__ import annotations
 
@@ -65,9 +61,7 @@ def test_streamed_outputs_equal_small_batches(book, isa, threads, offsets):
             got = _outputs(offsets)
             mk.black76(**book, inverse=inverse, out=got)
             for g in mk.GREEKS:
-                scale = np.max(np.abs(want[g]))
-                np.testing.assert_allclose(got[g], want[g], rtol=1e-10, atol=1e-15 * scale,
-                                           err_msg=f"{g} inverse={inverse}")
+                np.testing.assert_array_equal(got[g], want[g], err_msg=f"{g} inverse={inverse}")
     finally:
         mk.set_isa("auto")
         mk.set_num_threads(before)

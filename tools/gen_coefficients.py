@@ -11,6 +11,13 @@ header byte for byte::
 Fits:
 
 * ``exp``: ``exp(r) = 1 + r + r^2 * P(r)`` on ``|r| <= ln(2)/2``.
+* ``exp`` with a table (the AVX-512 kernels): ``x = (n + j/8) ln 2 + r``,
+  ``exp(x) = 2^n 2^(j/8) (1 + r + r^2 P8(r))`` on ``|r| <= ln(2)/16``, degree 5
+  instead of 9; the eight ``2^(j/8)`` (a vpermpd lookup) as head + tail
+  (``kExp2Hi``/``kExp2Lo``), and scaled by ``1/sqrt(2 pi)`` for the normal
+  density (``kPdfHi``/``kPdfLo``, with ``kPdfHalf`` = ``kPdfHi / 2``, exact).
+  The density takes ``s = 2r`` (no halving of ``-t^2``): ``kExp8HalfPoly`` is
+  ``P8(s/2)/2``, the coefficients scaled by powers of two, exactly.
 * ``log``: ``log(m) = 2 s (1 + z * Q(z))`` with ``s = (m-1)/(m+1)``, ``z = s^2``,
   ``m`` in ``[sqrt(1/2), sqrt(2)]``.
 * Mills ratio ``R(t) = Q(t) / phi(t)`` of the standard normal, ``t >= 0``:
@@ -123,6 +130,24 @@ def log_q(z):
     return (mp.atanh(s) / s - 1) / z
 
 
+def exp_table():
+    """2^(j/8) and 2^(j/8)/sqrt(2 pi), j = 0..7, as float64 head + tail."""
+    out = {}
+    for name, scale in (("kExp2", mp.mpf(1)), ("kPdf", 1 / mp.sqrt(2 * mp.pi))):
+        exact = [mp.power(2, mp.mpf(j) / 8) * scale for j in range(8)]
+        hi = [float(v) for v in exact]
+        lo = [float(v - mp.mpf(h)) for v, h in zip(exact, hi, strict=True)]
+        out[name + "Hi"], out[name + "Lo"] = hi, lo
+    out["kPdfHalf"] = [h / 2 for h in out["kPdfHi"]]
+    return out
+
+
+def emit_table(name, values, comment):
+    body = ",\n    ".join(repr(c) for c in values)
+    return (f"// {comment}\n"
+            f"inline constexpr double {name}[{len(values)}] = {{\n    {body}}};\n")
+
+
 def emit(name, coeffs, comment):
     body = ",\n    ".join(repr(c) for c in coeffs)
     return (f"// {comment}; highest degree first\n"
@@ -138,8 +163,21 @@ def main():
         return emit(name, coeffs, f"max fit error {err:.3g}")
 
     num, den, err = rational_fit(mills_t, 0, 40, 9, 10, mills_p0())
+    ln2_16 = float(mp.log(2) / 16)
+    exp8, exp8_err = fit(exp_p, -ln2_16 * 1.01, ln2_16 * 1.01, 6)
+    # P8(s/2)/2: the coefficient of degree d times 2^-(d+1), exact.
+    exp8_half = [c * 2.0 ** -(len(exp8) - i) for i, c in enumerate(exp8)]
+    tab = exp_table()
     parts = [
         poly("kExpPoly", fit(exp_p, -ln2h * 1.01, ln2h * 1.01, 10)),
+        emit("kExp8Poly", exp8, f"|r| <= ln(2)/16: max fit error {exp8_err:.3g}"
+             f" (of exp(r): {exp8_err * ln2_16**2:.3g})")
+        + emit("kExp8HalfPoly", exp8_half, "kExp8Poly(s/2)/2, for s = 2r")
+        + emit_table("kExp2Hi", tab["kExp2Hi"], "2^(j/8), j = 0..7: head")
+        + emit_table("kExp2Lo", tab["kExp2Lo"], "tail: 2^(j/8) - kExp2Hi[j]")
+        + emit_table("kPdfHi", tab["kPdfHi"], "2^(j/8) / sqrt(2 pi): head")
+        + emit_table("kPdfHalf", tab["kPdfHalf"], "kPdfHi / 2")
+        + emit_table("kPdfLo", tab["kPdfLo"], "tail"),
         poly("kLogPoly", fit(log_q, 0, float(smax * smax) * 1.01, 8)),
         poly("kMillsPoly", fit(mills, -1, 0.999999, 24)),
         "// Mills ratio on [0, 40] as kMillsNum(t) / kMillsDen(t), max relative error\n"

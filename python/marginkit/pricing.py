@@ -43,6 +43,8 @@ from ._validation import as_core, common_length, cp_column, float_column, output
 __all__ = ["GREEKS", "Black76Result", "black76", "implied_vol"]
 
 GREEKS = ("price", "delta", "gamma", "vega", "theta")
+_F64 = np.dtype(np.float64)
+_I8 = np.dtype(np.int8)
 
 
 class Black76Result(NamedTuple):
@@ -105,6 +107,9 @@ def black76(
     >>> round(float(r.price[0]), 6)
     7.965567
     """
+    fast = _black76_fast(cp, forward, strike, expiry, vol, rate, inverse, greeks, out)
+    if fast is not None:
+        return fast
     wanted = tuple(greeks)
     unknown = [g for g in wanted if g not in GREEKS]
     if unknown:
@@ -128,6 +133,59 @@ def black76(
     _core.black76(n, *(as_core(a) for _, a in cols), bool(inverse),
                   *(arrays.get(g) for g in GREEKS))
     return Black76Result(*(arrays.get(g) for g in GREEKS))
+
+
+def _black76_fast(cp, forward, strike, expiry, vol, rate, inverse, greeks, out):
+    """The common call, in a few type checks: every input a 1-D array in the
+    core's dtype (int8 ``cp``, float64 C-contiguous others), all of one length,
+    or a Python scalar (an int +-1 for ``cp``, a float or int otherwise, then
+    broadcast); all five outputs. The core checks the values (and the outputs'
+    dtype, layout, length and writability). Anything else, or any error, returns
+    None: :func:`black76` then takes the general path, which converts what it
+    may and names every problem.
+    """
+    if greeks is not GREEKS:
+        return None
+    n = -1
+    cols = []
+    for a in (forward, strike, expiry, vol, rate):
+        kind = type(a)
+        if kind is np.ndarray:
+            shape = a.shape
+            if a.dtype is not _F64 or len(shape) != 1 or (n >= 0 and shape[0] != n):
+                return None
+            n = shape[0]
+        elif kind is float or kind is int:
+            a = np.array((a,), dtype=_F64)  # a scalar: broadcast by the core
+        else:
+            return None
+        cols.append(a)
+    kind = type(cp)
+    if kind is np.ndarray:
+        shape = cp.shape
+        if cp.dtype is not _I8 or len(shape) != 1 or (n >= 0 and shape[0] != n):
+            return None
+        n = shape[0]
+    elif kind is int and (cp == 1 or cp == -1):
+        cp = np.array((cp,), dtype=_I8)
+    else:
+        return None
+    if n < 0:
+        n = 1
+    if out is None:
+        arrays = (np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n))
+    else:
+        if type(out) is not dict or len(out) != 5:
+            return None
+        arrays = tuple(out.get(g) for g in GREEKS)
+        for a in arrays:
+            if type(a) is not np.ndarray:
+                return None
+    try:
+        _core.black76(n, cp, *cols, bool(inverse), *arrays)
+    except (TypeError, ValueError):
+        return None  # the general path raises the error with its own message
+    return Black76Result(*arrays)
 
 
 def implied_vol(

@@ -15,6 +15,50 @@ inline constexpr double kLog2e = 1.4426950408889634074;
 inline constexpr double kInvSqrt2Pi = 0.39894228040143267794;
 inline constexpr double kLnSqrt2Pi = 0.91893853320467274178;
 
+#if defined(__AVX512F__)
+// AVX-512: exp through a table of 2^(j/8) (kExp2*, coefficients.hpp), looked
+// up by vpermpd (a shuffle: off the FMA pipes, which bound the kernels on
+// Zen 4), and a polynomial of degree 7 instead of 11. kq = n + j/8 is x / ln 2
+// rounded to eighths by adding 1.5 * 2^49 (an ulp of 1/8): the sum's low
+// three mantissa bits are j, the permute's index; vscalefpd multiplies by
+// 2^floor(kq) = 2^n. kq has at most 14 significant bits, so kq kLn2Hi is exact.
+
+// tab[j] in each lane, j the low three bits of the lane's bits in idx.
+// (vpermpd by its builtin with a defined pass-through: GCC 12 warns on the
+// intrinsic's undefined one.)
+inline vd lookup8(vd idx, const double (&tab)[8]) {
+  const vd t = load(tab);
+  return reinterpret_cast<vd>(__builtin_ia32_permvardf512_mask(
+      reinterpret_cast<__v8df>(t), reinterpret_cast<__v8di>(idx), reinterpret_cast<__v8df>(t),
+      static_cast<__mmask8>(-1)));
+}
+
+// x 2^floor(k) (vscalefpd).
+inline vd scale_pow2_floor(vd x, vd k) { return scale_pow2(x, k); }
+
+inline constexpr double kEighths = 844424930131968.0;  // 1.5 * 2^49
+
+// exp(x) for x already clamped to [-746, 709.78] (see vexp).
+inline vd vexp_clamped(vd x) {
+  const vd kd = fma(x, splat(kLog2e), splat(kEighths)), kq = kd - kEighths;
+  vd r = fma(kq, splat(-kLn2Hi), x);
+  r = fma(kq, splat(-kLn2Lo), r);
+  const vd q = fma(r * r, horner(r, coef::kExp8Poly), r);  // exp(r) - 1
+  const vd t = lookup8(kd, coef::kExp2Hi);
+  return scale_pow2_floor(fma(t, q, lookup8(kd, coef::kExp2Lo)) + t, kq);
+}
+
+// exp(-y) for y already clamped to [-709.78, 746], the negation folded into
+// the reduction.
+inline vd vexp_neg_clamped(vd y) {
+  const vd kd = fma(y, splat(-kLog2e), splat(kEighths)), kq = kd - kEighths;
+  vd r = fma(kq, splat(-kLn2Hi), -y);
+  r = fma(kq, splat(-kLn2Lo), r);
+  const vd q = fma(r * r, horner(r, coef::kExp8Poly), r);
+  const vd t = lookup8(kd, coef::kExp2Hi);
+  return scale_pow2_floor(fma(t, q, lookup8(kd, coef::kExp2Lo)) + t, kq);
+}
+#else
 // exp(x) for x already clamped to [-746, 709.78] (see vexp).
 inline vd vexp_clamped(vd x) {
   vd k = vround(x * kLog2e);
@@ -35,6 +79,7 @@ inline vd vexp_neg_clamped(vd y) {
   vd e = fma(r * r, p, r) + 1.0;
   return scale_pow2(e, k);
 }
+#endif
 
 // exp(-y), as vexp(-y).
 inline vd vexp_neg(vd y) { return vexp_neg_clamped(vmin(vmax(y, splat(-709.78)), splat(746.0))); }
@@ -44,6 +89,25 @@ inline vd vexp_neg(vd y) { return vexp_neg_clamped(vmin(vmax(y, splat(-709.78)),
 // x = -745.13, then 0); above 709.78 saturate.
 inline vd vexp(vd x) { return vexp_clamped(vmax(vmin(x, splat(709.78)), splat(-746.0))); }
 
+#if defined(__AVX512F__)
+// Standard normal density, exp(-t^2/2) / sqrt(2 pi), t^2 = sq + sql exactly.
+// With kq = n + j/8 ~ -t^2 / (2 ln 2) (as in vexp_clamped) and
+// s = 2r = -t^2 - kq 2 ln 2 (exact in its head; no halving of t^2), the density
+// is 2^n c_j exp(s/2) = 2^n (c_j + (c_j/2) s (1 + s P(s))), c_j = 2^(j/8) /
+// sqrt(2 pi) from kPdf*. |t| is clamped to 40 first: phi(40) underflows, and
+// t^2 cannot overflow.
+inline vd vnpdf(vd t) {
+  t = vabsmin(t, splat(40.0));
+  vd sq, sql;
+  two_prod(t, t, sq, sql);
+  const vd kd = fma(sq, splat(-0.5 * kLog2e), splat(kEighths)), kq = kd - kEighths;
+  vd s = fma(kq, splat(-2.0 * kLn2Hi), -sq);
+  s = fma(kq, splat(-2.0 * kLn2Lo), s) - sql;
+  const vd w = fma(s * s, horner(s, coef::kExp8HalfPoly), s);  // 2 (exp(s/2) - 1)
+  const vd c = lookup8(kd, coef::kPdfHi);
+  return scale_pow2_floor(fma(lookup8(kd, coef::kPdfHalf), w, lookup8(kd, coef::kPdfLo)) + c, kq);
+}
+#else
 // exp(-t*t/2) with the rounding error of t*t compensated: with h = -t/2
 // (exact), -t*t/2 = hi + lo exactly, and exp(hi + lo) = exp(hi) (1 + lo).
 // The argument is <= 0: only the lower clamp.
@@ -53,6 +117,10 @@ inline vd vexp_mhalfsq(vd t) {
   vd e = vexp_clamped(vmax(hi, splat(-746.0)));
   return fma(e, lo, e);
 }
+
+// Standard normal density.
+inline vd vnpdf(vd x) { return vexp_mhalfsq(x) * kInvSqrt2Pi; }
+#endif
 
 // ln(m) + e ln 2 from s = (m - 1) / (m + 1), |s| <= (sqrt 2 - 1) / (sqrt 2 + 1).
 inline vd log_from_s(vd s, vd e) {
@@ -88,9 +156,6 @@ inline vd vlog_ratio(vd a, vd b) {
   return log_from_s((ma - mb) / (ma + mb), e);
 }
 
-// Standard normal density.
-inline vd vnpdf(vd x) { return vexp_mhalfsq(x) * kInvSqrt2Pi; }
-
 // Mills ratio R(t) = Q(t) / phi(t) for t >= 0 (t is clamped to [0, 1e7]). For
 // the unbounded arguments of implied volatility; pricing, whose arguments are
 // clamped to [0, 40], uses the cheaper rational fit (norm_pair_from_pdf).
@@ -113,32 +178,13 @@ inline vd vncdf(vd x) {
   return select(x < 0.0, q, 1.0 - q);
 }
 
-// N(w a) and N(w b) (w = +-1) and the densities phi(a), phi(b): the pricing
-// kernels need all four. Black-76 passes phi(d2) = phi(d1) F / K, one
-// exponential for both densities (black76_core).
-struct NormPair {
-  vd cdf_a, cdf_b, pdf_a, pdf_b;
-};
-
-// The tails and CDFs of a and b given their densities. The Mills ratios are
-// rational, R(t) = P(t) / D(t) on [0, 40] (coefficients.hpp), each with its
-// own division: divisions cost the kernels nothing measurable (they are
-// throughput-bound on the other floating-point operations), sharing one
-// between the pair cost three multiplications.
-// ws: the sign bits of w.
-inline NormPair norm_pair_from_pdf(vd ws, vd a, vd b, vd pdf_a, vd pdf_b) {
-  vd ta = vabsmin(a, splat(40.0)), tb = vabsmin(b, splat(40.0));
-  vd ra = horner(ta, coef::kMillsNum) / horner(ta, coef::kMillsDen);
-  vd rb = horner(tb, coef::kMillsNum) / horner(tb, coef::kMillsDen);
-  NormPair r;
-  r.pdf_a = pdf_a;
-  r.pdf_b = pdf_b;
-  // phi(t) = phi(|t|), and both are 0 beyond the clamp at 40.
-  vd qa = r.pdf_a * ra;
-  vd qb = r.pdf_b * rb;
-  r.cdf_a = select(flip_sign(a, ws) < 0.0, qa, 1.0 - qa);
-  r.cdf_b = select(flip_sign(b, ws) < 0.0, qb, 1.0 - qb);
-  return r;
+// The Mills ratio R(|t|) for pricing, |t| clamped to [0, 40] (Q(40) underflows,
+// and phi(t) = phi(|t|) is 0 beyond): the rational fit P / D of
+// coefficients.hpp, one division (throughput-bound kernels hide it; sharing one
+// division between two ratios costs three multiplications).
+inline vd vmills_pricing(vd t) {
+  const vd u = vabsmin(t, splat(40.0));
+  return horner(u, coef::kMillsNum) / horner(u, coef::kMillsDen);
 }
 
 }  // namespace marginkit::simd::MK_ISA_NS

@@ -115,6 +115,21 @@ inline vd flip_sign(vd x, vd s) {
   return reinterpret_cast<vd>(reinterpret_cast<vi>(x) ^ reinterpret_cast<vi>(s));
 }
 
+// q where s < 0, else c - q: a comparison and a blend, or on AVX2 one blend
+// on the sign bit (-0 then takes q: the same value where it matters,
+// N(0) = 1/2). (AVX-512 without the comparison, by shifts and logic ops,
+// measured slower: the kernels are bound by all four floating-point pipes,
+// not the FMA pipes alone.)
+inline vd tail_or_complement(vd s, vd q, vd c) {
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  return reinterpret_cast<vd>(_mm256_blendv_pd(reinterpret_cast<__m256d>(c - q),
+                                               reinterpret_cast<__m256d>(q),
+                                               reinterpret_cast<__m256d>(s)));
+#else
+  return select(s < 0.0, q, c - q);
+#endif
+}
+
 // Sign bits of the lanes as an integer (bit i = lane i).
 inline unsigned movemask(mask m) {
 #if defined(__AVX512DQ__)
