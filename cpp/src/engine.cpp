@@ -1178,8 +1178,10 @@ Engine::TradeEffect Engine::trade_effect(Account& a, const InstrumentSpec& in, i
   next.size = q;
   next.entry = entry;
   const double cash = fill_cash(a, in, next, qty, price);  // a is not touched (not spot)
-  const double d_pos = contribution(a, in, next.size, 0.0, 0.0, next.entry).equity -
-                       contribution(a, in, q, 0.0, 0.0, entry).equity;
+  // Values only (contribution()'s equity, to the bit, without its requirement).
+  const double mark = marks_[instrument].value, f = to_margin(a, in.settle);
+  const double d_pos = equity_of(in, next.size, next.entry, mark) * f -
+                       equity_of(in, q, entry, mark) * f;
   t.d_equity = cv_delta(in.settle, cash - fee) + d_pos;
   t.gain = std::max(0.0, cv_delta(in.settle, cash) + d_pos);
   return t;

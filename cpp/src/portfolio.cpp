@@ -818,11 +818,30 @@ void Engine::portfolio_delta(const Account& a, const InstrumentSpec& in, int ins
     if (x.key == key) g = &x;
   }
   thread_local std::vector<double> now, with_bids, with_asks;
+  const double step = qty * to_margin(a, in.settle);
+  const double* row = &risk_[risk_offset_[instrument]];
+  const double dd = qty * risk_delta_[instrument];
+  const double mp = assets_[a.margin_asset].price;
+  if (offset_ == 0.0 && !(bids > 0.0) && !(asks > 0.0) && !(g && g->orders)) {
+    // No resting orders in the group or on this instrument: the all-bids and
+    // all-asks cases are the position as it stands (the same P&L, short and
+    // delta units, to the bit), so the order's requirement is the one case.
+    now.resize(ns);
+    for (std::size_t s = 0; s < ns; ++s) now[s] = (g ? g->pnl[s] : 0.0) + step * row[s];
+    double su = g ? g->short_units : 0.0;
+    if (in.kind == InstrumentKind::option) {
+      const double cs = in.terms.contract_size;
+      su += std::max(0.0, -(q + qty)) * cs - std::max(0.0, -q) * cs;
+    }
+    const double du = (g ? g->delta_units : 0.0) + dd;
+    const Requirement r0 = group_requirement(set, key, now.data(), su, du, mp);
+    d_mm = r0.mm - (g ? g->mm : 0.0);
+    d_im = r0.im - (g ? g->im : 0.0);
+    return;
+  }
   now.assign(ns, 0.0);
   with_bids.assign(ns, 0.0);
   with_asks.assign(ns, 0.0);
-  const double step = qty * to_margin(a, in.settle);
-  const double* row = &risk_[risk_offset_[instrument]];
   for (std::size_t s = 0; s < ns; ++s) {
     const double d = step * row[s];
     now[s] = (g ? g->pnl[s] : 0.0) + d;
@@ -839,10 +858,8 @@ void Engine::portfolio_delta(const Account& a, const InstrumentSpec& in, int ins
     sb += shorts(qn + bids) - shorts(q + bids);
     sa += shorts(qn - asks) - shorts(q - asks);
   }
-  const double dd = qty * risk_delta_[instrument];
   const double du = (g ? g->delta_units : 0.0) + dd, db = (g ? g->delta_bids : 0.0) + dd,
                da = (g ? g->delta_asks : 0.0) + dd;
-  const double mp = assets_[a.margin_asset].price;
   const Requirement r0 = group_requirement(set, key, now.data(), su, du, mp);
   const Requirement rb = group_requirement(set, key, with_bids.data(), sb, db, mp);
   const Requirement ra = group_requirement(set, key, with_asks.data(), sa, da, mp);
