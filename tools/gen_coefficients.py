@@ -20,6 +20,14 @@ Fits:
   ``P8(s/2)/2``, the coefficients scaled by powers of two, exactly.
 * ``log``: ``log(m) = 2 s (1 + z * Q(z))`` with ``s = (m-1)/(m+1)``, ``z = s^2``,
   ``m`` in ``[sqrt(1/2), sqrt(2)]``.
+* ``log`` with a table (the AVX-512 ``vlog_ratio``): for ``ln(ma/mb)``,
+  ``j = round(15 s)`` with ``s ~ (ma-mb)/(ma+mb)`` in ``(-1/3, 1/3)``, ``j`` in
+  ``-5..5`` (a 16-entry vpermt2pd lookup, index ``j mod 16``); ``rho_j`` is the
+  double nearest ``(15+j)/(15-j)`` (exactly 1/2, 1 and 2 at ``j = -5, 0, 5``),
+  ``ln rho_j`` as head + tail (``kLogRho``, ``kLogLnHi``/``kLogLnLo``; at
+  ``rho = 2^+-1`` exactly ``+-(kLn2Hi, kLn2Lo)`` of math.hpp), and
+  ``ln(ma / (rho_j mb)) = 2 u (1 + z * QT(z))``, ``u = (ma - rho_j mb) / (ma +
+  rho_j mb)``, ``|u| <= 0.0375``: degree 3 in ``z`` instead of 7.
 * Mills ratio ``R(t) = Q(t) / phi(t)`` of the standard normal, ``t >= 0``:
   ``R(t) = M(u) / (t + C)`` with ``u = (t - C) / (t + C)`` in ``[-1, 1)``.  The
   upper tail is then ``Q(t) = exp(-t^2/2) / sqrt(2 pi) * R(t)``, accurate to a
@@ -142,6 +150,25 @@ def exp_table():
     return out
 
 
+LN2_HI = 0.693147180369123816490  # kLn2Hi, kLn2Lo of math.hpp
+LN2_LO = 1.90821492927058770002e-10
+
+
+def log_table():
+    """rho_j and ln(rho_j) (head + tail) by j mod 16; +-(kLn2Hi, kLn2Lo) at rho = 2^+-1."""
+    rho, hi, lo = [1.0] * 16, [0.0] * 16, [0.0] * 16
+    for j in range(-5, 6):
+        r = float(mp.mpf(15 + j) / (15 - j))
+        rho[j % 16] = r
+        if abs(j) == 5:
+            hi[j % 16], lo[j % 16] = math.copysign(LN2_HI, j), math.copysign(LN2_LO, j)
+            continue
+        v = mp.log(mp.mpf(r))
+        hi[j % 16] = float(v)
+        lo[j % 16] = float(v - mp.mpf(hi[j % 16]))
+    return {"kLogRho": rho, "kLogLnHi": hi, "kLogLnLo": lo}
+
+
 def emit_table(name, values, comment):
     body = ",\n    ".join(repr(c) for c in values)
     return (f"// {comment}\n"
@@ -168,6 +195,8 @@ def main():
     # P8(s/2)/2: the coefficient of degree d times 2^-(d+1), exact.
     exp8_half = [c * 2.0 ** -(len(exp8) - i) for i, c in enumerate(exp8)]
     tab = exp_table()
+    ltab = log_table()
+    logt, logt_err = fit(log_q, 0, 0.0375**2 * 1.01, 4)
     parts = [
         poly("kExpPoly", fit(exp_p, -ln2h * 1.01, ln2h * 1.01, 10)),
         emit("kExp8Poly", exp8, f"|r| <= ln(2)/16: max fit error {exp8_err:.3g}"
@@ -179,6 +208,10 @@ def main():
         + emit_table("kPdfHalf", tab["kPdfHalf"], "kPdfHi / 2")
         + emit_table("kPdfLo", tab["kPdfLo"], "tail"),
         poly("kLogPoly", fit(log_q, 0, float(smax * smax) * 1.01, 8)),
+        emit("kLogTabPoly", logt, f"|u| <= 0.0375: max fit error {logt_err:.3g}")
+        + emit_table("kLogRho", ltab["kLogRho"], "rho_j by j mod 16, j = -5..5 (unused: 1)")
+        + emit_table("kLogLnHi", ltab["kLogLnHi"], "ln(rho_j): head (+-kLn2Hi at j = +-5)")
+        + emit_table("kLogLnLo", ltab["kLogLnLo"], "tail (+-kLn2Lo at j = +-5)"),
         poly("kMillsPoly", fit(mills, -1, 0.999999, 24)),
         "// Mills ratio on [0, 40] as kMillsNum(t) / kMillsDen(t), max relative error\n"
         f"// {err:.3g} (rounded coefficients).\n"

@@ -140,6 +140,43 @@ inline vd vlog(vd x) {
   return log_from_s((m - 1.0) / (m + 1.0), e);
 }
 
+#if defined(__AVX512F__)
+// tab[j] in each lane, j the low four bits of the lane's bits in idx
+// (vpermt2pd: two registers of table).
+inline vd lookup16(vd idx, const double (&tab)[16]) {
+  return reinterpret_cast<vd>(_mm512_permutex2var_pd(reinterpret_cast<__m512d>(load(tab)),
+                                                     reinterpret_cast<__m512i>(idx),
+                                                     reinterpret_cast<__m512d>(load(tab + 8))));
+}
+
+inline constexpr double kLogIdx = 6755399441055744.0;  // 1.5 * 2^52
+
+// log(a / b) for finite a, b > 0, without forming a / b. AVX-512: by a table
+// (kLogRho etc., coefficients.hpp). With a = ma 2^ea, b = mb 2^eb (ma, mb in
+// [1, 2)), s = (ma - mb) / (ma + mb) in (-1/3, 1/3) is approximated through
+// vrcp14pd (only to pick the entry), j = round(15 s) in -5..5 (the low four
+// bits of the sum with 1.5 * 2^52, the permute's index), rho_j ~ (15 + j) /
+// (15 - j) and ln(ma / mb) = ln rho_j + 2 atanh(u), u = (ma - rho_j mb) / (ma +
+// rho_j mb) with |u| <= 0.0375: a polynomial of degree 3 in u^2, no
+// comparisons or selects. The numerator, one rounding by FMA, is exact where
+// it matters: rho_j = 1, 2, 1/2 (ratios near 1, across a binade boundary
+// included), where ln rho_j is 0 or exactly -(ea - eb) (kLn2Hi + kLn2Lo), so
+// ln(a / b) near a = b keeps full relative accuracy.
+inline vd vlog_ratio(vd a, vd b) {
+  vd ma, ea, mb, eb;
+  split_exponent(a, ma, ea);
+  split_exponent(b, mb, eb);
+  const vd sa = (ma - mb) * reinterpret_cast<vd>(_mm512_rcp14_pd(reinterpret_cast<__m512d>(ma + mb)));
+  const vd kd = fma(sa, splat(15.0), splat(kLogIdx));
+  const vd rho = lookup16(kd, coef::kLogRho);
+  const vd u = fma(-rho, mb, ma) / fma(rho, mb, ma);
+  const vd z = u * u, u2 = u + u;
+  const vd lnm = fma(u2 * z, horner(z, coef::kLogTabPoly), u2);
+  const vd e = ea - eb;
+  return fma(e, splat(kLn2Hi), lookup16(kd, coef::kLogLnHi)) +
+         (fma(e, splat(kLn2Lo), lookup16(kd, coef::kLogLnLo)) + lnm);
+}
+#else
 // log(a / b) for finite a, b > 0, without forming a / b: with a = ma 2^ea and
 // b = mb 2^eb, ln(a / b) = ln(ma / mb) + (ea - eb) ln 2, and ma / mb (brought
 // into [1/sqrt 2, sqrt 2] by doubling one of them) enters only through
@@ -155,6 +192,7 @@ inline vd vlog_ratio(vd a, vd b) {
   ma = select(down, ma + ma, ma);
   return log_from_s((ma - mb) / (ma + mb), e);
 }
+#endif
 
 // Mills ratio R(t) = Q(t) / phi(t) for t >= 0 (t is clamped to [0, 1e7]). For
 // the unbounded arguments of implied volatility; pricing, whose arguments are
