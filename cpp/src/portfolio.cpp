@@ -822,6 +822,9 @@ void Engine::portfolio_delta(const Account& a, const InstrumentSpec& in, int ins
   const double* row = &risk_[risk_offset_[instrument]];
   const double dd = qty * risk_delta_[instrument];
   const double mp = assets_[a.margin_asset].price;
+  const bool option = in.kind == InstrumentKind::option;
+  const double cs = in.terms.contract_size, qn = q + qty;
+  auto shorts = [cs](double x) { return std::max(0.0, -x) * cs; };
   if (offset_ == 0.0 && !(bids > 0.0) && !(asks > 0.0) && !(g && g->orders)) {
     // No resting orders in the group or on this instrument: the all-bids and
     // all-asks cases are the position as it stands (the same P&L, short and
@@ -829,10 +832,7 @@ void Engine::portfolio_delta(const Account& a, const InstrumentSpec& in, int ins
     now.resize(ns);
     for (std::size_t s = 0; s < ns; ++s) now[s] = (g ? g->pnl[s] : 0.0) + step * row[s];
     double su = g ? g->short_units : 0.0;
-    if (in.kind == InstrumentKind::option) {
-      const double cs = in.terms.contract_size;
-      su += std::max(0.0, -(q + qty)) * cs - std::max(0.0, -q) * cs;
-    }
+    if (option) su += shorts(qn) - shorts(q);
     const double du = (g ? g->delta_units : 0.0) + dd;
     const Requirement r0 = group_requirement(set, key, now.data(), su, du, mp);
     d_mm = r0.mm - (g ? g->mm : 0.0);
@@ -850,10 +850,7 @@ void Engine::portfolio_delta(const Account& a, const InstrumentSpec& in, int ins
   }
   double su = g ? g->short_units : 0.0, sb = g ? g->short_bids : 0.0,
          sa = g ? g->short_asks : 0.0;
-  if (in.kind == InstrumentKind::option) {
-    const double cs = in.terms.contract_size;
-    auto shorts = [cs](double x) { return std::max(0.0, -x) * cs; };
-    const double qn = q + qty;
+  if (option) {
     su += shorts(qn) - shorts(q);
     sb += shorts(qn + bids) - shorts(q + bids);
     sa += shorts(qn - asks) - shorts(q - asks);
