@@ -47,6 +47,28 @@ def test_demo_json_matches_the_api():
     assert math.isfinite(p["max_buy"]) and p["max_buy"] > 0
 
 
+
+def test_plan_outcome_says_what_a_plan_leaves():
+    """A plan that closes everything and leaves negative equity is not shown as
+    'restored': the words name the bad debt the insurance fund takes."""
+    from marginkit import demo_book
+    from marginkit.demo import plan_outcome
+
+    engine = demo_book.build_engine()
+    ev = engine.evaluate_all()
+    bankrupt = [k for k in range(len(ev.state)) if mk.HEALTH_STATES[int(ev.state[k])] == "bankrupt"]
+    assert bankrupt, "the demo book has bankrupt accounts"
+    plan = engine.plan_liquidation(bankrupt[0])
+    assert plan["equity_after"] < 0.0 and plan["requirement_after"] == 0.0
+    text = plan_outcome(plan)
+    assert text.startswith(f"flat: {-plan['equity_after']:,.4f} of bad debt")
+    restored = dict(plan, equity_after=12.5, requirement_after=10.0)
+    assert plan_outcome(restored) == ("restored (equity after 12.5000, "
+                                      "requirement after 10.0000)")
+    short = dict(restored, restored=False)
+    assert plan_outcome(short).startswith("not restored: still below the target")
+
+
 def test_info_json():
     out = run("info", "--json")
     assert out.returncode == 0

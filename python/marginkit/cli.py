@@ -135,8 +135,7 @@ def _liquidate(args: argparse.Namespace) -> int:
                       f"{st['penalty']:,.6f}", f"{st['released']:,.6f}", st["reason"])
     console = _console()
     console.print(table)
-    console.print(f"restored: {plan['restored']}; equity after {plan['equity_after']:,.4f}, "
-                  f"requirement after {plan['requirement_after']:,.4f}")
+    console.print(f"After the plan: {_demo.plan_outcome(plan)}")
     return 0
 
 

@@ -23,6 +23,20 @@ _ATM_VOL = {7: 0.52, 30: 0.55, 91: 0.58}
 _STRIKES = (80_000.0, 90_000.0, 95_000.0, 100_000.0, 105_000.0, 110_000.0, 120_000.0)
 
 
+def plan_outcome(plan: dict[str, Any]) -> str:
+    """A liquidation plan's outcome in words: restored (equity back at or above
+    the target), flat with the bad debt the insurance fund must take (a plan
+    closes everything when no partial step restores the account), or short of
+    the target."""
+    eq, req = plan["equity_after"], plan["requirement_after"]
+    figures = f"equity after {eq:,.4f}, requirement after {req:,.4f}"
+    if plan["restored"] and req == 0.0 and eq < 0.0:
+        return f"flat: {-eq:,.4f} of bad debt left for the insurance fund ({figures})"
+    if plan["restored"]:
+        return f"restored ({figures})"
+    return f"not restored: still below the target ({figures})"
+
+
 def chain() -> dict[str, np.ndarray]:
     """The demo chain as columns: one call and one put per expiry and strike."""
     rows = []
@@ -277,8 +291,7 @@ def _print_modes_and_stress(console: Any, report: dict[str, Any]) -> None:
                           f"{st['price']:,.4f}", f"{st['penalty']:,.6f}",
                           f"{st['released']:,.6f}", st["reason"])
         console.print(table)
-        console.print(f"After the plan: equity {plan['equity_after']:,.4f}, requirement "
-                      f"{plan['requirement_after']:,.4f}, restored: {plan['restored']}")
+        console.print(f"After the plan: {plan_outcome(plan)}")
     stress = report["stress"]
     table = Table(title=f"Stress: {stress['underlying']} {stress['shock']:+.0%}, liquidations "
                         "move the price (cascade)", title_justify="left", box=box.SIMPLE_HEAD)

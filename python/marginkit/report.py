@@ -232,9 +232,7 @@ def _plan_html(plan: dict[str, Any], table_id: str) -> str:
                  f"vs target {plan['target_before']:,.4f}",
                  ("step", "instrument", "qty", "price", "penalty", "released", "why"), rows,
                  table_id=table_id, text_columns=(0, 1, 6))
-    return out + (f'<p class="note">After the plan: equity {plan["equity_after"]:,.4f}, '
-                  f'requirement {plan["requirement_after"]:,.4f}, restored: '
-                  f'{plan["restored"]}.</p>')
+    return out + f'<p class="note">After the plan: {html.escape(_demo.plan_outcome(plan))}.</p>'
 
 
 def _detail_html(d: dict[str, Any], figures: dict[str, bytes]) -> str:
