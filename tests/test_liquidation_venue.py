@@ -9,7 +9,7 @@ from pathlib import Path
 
 import marginkit as mk
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 NOW = 1_735_776_000.0
@@ -28,10 +28,15 @@ def _perp(price: float, *, imf: float = 0.2, fraction: float = 0.5, size: float 
     eng.add_instrument("BTC-USD", kind="perpetual", underlying="BTC", settle="USDC",
                        model="tier", mark=price, time=NOW)
     eng.add_account("a", "USDC")
-    mm = abs(size) * price * eng.model_rates("tier")["mm_base"]
-    eng.deposit("a", "USDC", 1.0)
-    # entry price that leaves equity = equity_over_mm x MM
-    eng.fill("a", "BTC-USD", size, price - (equity_over_mm * mm - 1.0) / size, fee=0.0)
+    notional = abs(size) * price
+    mm = notional * eng.model_rates("tier")["mm_base"]
+    # Cash of 0.1 % of the notional (a fixed amount could exceed the position's
+    # whole requirement and ask for a negative entry price), and the entry price
+    # that leaves equity = equity_over_mm x MM: it stays within 0.1 % + MM rate
+    # x equity_over_mm of the price.
+    cash = 1e-3 * notional
+    eng.deposit("a", "USDC", cash)
+    eng.fill("a", "BTC-USD", size, price - (equity_over_mm * mm - cash) / size, fee=0.0)
     return eng
 
 
@@ -64,6 +69,7 @@ def test_open_interest_rate_is_monotone_and_bounded(imf, lo, width, oi):
 @SETTINGS
 @given(ratio=st.floats(0.0, 0.999), fee=st.floats(0.0, 0.05), max_if=st.floats(0.0, 0.2),
        size=st.floats(-50.0, 50.0).filter(lambda x: abs(x) > 1e-3))
+@example(ratio=0.5, fee=0.01, max_if=0.1, size=-0.0078125)  # once a negative entry price
 def test_insurance_fund_fee_never_exceeds_the_equity_left(ratio, fee, max_if, size):
     """The margin-implied IF fee takes at most 95 % of what the liquidator fee
     leaves of the equity, and executing the plan never makes the account bankrupt."""
