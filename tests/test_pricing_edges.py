@@ -8,6 +8,7 @@ import re
 import marginkit as mk
 import numpy as np
 import pytest
+from pricing_cases import bad_out_arrays
 
 GREEKS = ("price", "delta", "gamma", "vega", "theta")
 HOUR = 1.0 / 8760.0
@@ -301,25 +302,10 @@ def test_out_inverse_written_in_place():
         np.testing.assert_array_equal(out[g], getattr(want, g))
 
 
-def _bad_outs():
-    base = np.full(2 * N, -7.0)
-    ro = np.full(N, -7.0)
-    ro.flags.writeable = False
-    return {
-        "float32": np.full(N, -7.0, dtype=np.float32),
-        "int64": np.full(N, -7, dtype=np.int64),
-        "strided": base[::2],
-        "column": np.full((N, 2), -7.0)[:, 0],
-        "reversed": np.full(N, -7.0)[::-1],
-        "short": np.full(N - 1, -7.0),
-        "readonly": ro,
-    }
-
-
-@pytest.mark.parametrize("kind", list(_bad_outs()))
+@pytest.mark.parametrize("kind", list(bad_out_arrays(N)))
 @pytest.mark.parametrize("greek", ["price", "gamma"])
 def test_bad_out_array_raises_and_is_not_copied(kind, greek):
-    bad = _bad_outs()[kind]
+    bad = bad_out_arrays(N)[kind]
     before = np.array(bad, copy=True)
     args = _good()
     with pytest.raises((ValueError, TypeError)):

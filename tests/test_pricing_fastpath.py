@@ -10,6 +10,7 @@ import math
 import marginkit as mk
 import numpy as np
 import pytest
+from pricing_cases import bad_out_arrays
 
 GREEKS = mk.GREEKS
 N = 11
@@ -82,24 +83,9 @@ def test_bad_cp_and_lengths_raise_as_the_general_path():
         assert got[0] is ValueError and name in got[1]
 
 
-def _bad_outs():
-    base = np.full(2 * N, -7.0)
-    ro = np.full(N, -7.0)
-    ro.flags.writeable = False
-    return {
-        "float32": np.full(N, -7.0, dtype=np.float32),
-        "strided": base[::2],
-        "reversed": np.full(N, -7.0)[::-1],
-        "short": np.full(N - 1, -7.0),
-        "2-D": np.full((N, 1), -7.0),
-        "readonly": ro,
-        "list": [-7.0] * N,
-    }
-
-
-@pytest.mark.parametrize("kind", list(_bad_outs()))
+@pytest.mark.parametrize("kind", list(bad_out_arrays(N)))
 def test_bad_out_raises_as_the_general_path_and_nothing_is_written(kind):
-    bad = _bad_outs()[kind]
+    bad = bad_out_arrays(N)[kind]
     before = np.array(bad, copy=True)
     fast = _book(np.int8)
     general = {**fast, "cp": fast["cp"].astype(np.int64)}
