@@ -538,22 +538,24 @@ void Engine::classify_flat(std::size_t i) {
 void Engine::fill_flat(std::size_t i) {
   const Account& a = accounts_[i];
   FlatAccount& fa = flat_[i];
+  std::uint8_t slot[kBatchPositions];  // portfolio: each position's place, by group
+  if (fa.kind == FlatKind::portfolio && !flat_groups(a, fa, slot)) fa.kind = FlatKind::other;
+  const bool by_group = fa.kind == FlatKind::portfolio;
   for (std::size_t k = 0; k < fa.npos; ++k) {
     const Position& p = a.positions[k];
-    flat_inst_[fa.pos + k] = p.instrument;
-    flat_size_[fa.pos + k] = p.size;
-    flat_entry_[fa.pos + k] = p.entry;
-    flat_bids_[fa.pos + k] = p.bids;  // read for cross_orders accounts only
-    flat_asks_[fa.pos + k] = p.asks;
+    const std::size_t at = fa.pos + (by_group ? slot[k] : k);
+    flat_inst_[at] = p.instrument;
+    flat_size_[at] = p.size;
+    flat_entry_[at] = p.entry;
+    flat_bids_[at] = p.bids;  // read for cross_orders accounts only
+    flat_asks_[at] = p.asks;
+    flat_slot_[at] = static_cast<std::uint8_t>(k);  // read for portfolio accounts only
   }
   std::size_t k = fa.bal;
   for (std::size_t asset = 0; asset < a.balances.size(); ++asset) {
     if (a.balances[asset] == 0.0) continue;
     flat_asset_[k] = static_cast<std::int32_t>(asset);
     flat_amount_[k++] = a.balances[asset];
-  }
-  if (fa.kind == FlatKind::portfolio && !flat_groups(a, fa, flat_slot_.data() + fa.pos)) {
-    fa.kind = FlatKind::other;
   }
 }
 

@@ -363,16 +363,15 @@ Requirement Engine::group_requirement(int set_id, int underlying, const double* 
                           margin_price);
 }
 
-Requirement Engine::loss_requirement(int set_id, int underlying, double loss, double short_units,
-                                     double delta_units, double margin_price) const {
+Engine::GroupTerms Engine::group_terms(int set_id, int underlying) const noexcept {
   const ScenarioSet& set = sets_[set_id];
-  double mm = loss;
-  if (!set.joint()) {
-    const double usd = assets_[underlying].price / margin_price;  // one unit, margin asset
-    mm += set.short_option_charge * usd * short_units +
-          set.delta_charge * usd * std::fabs(delta_units);
-  }
-  return {mm * set.im_factor, mm};
+  GroupTerms t;
+  t.joint = set.joint();
+  t.price = t.joint ? 0.0 : assets_[underlying].price;
+  t.short_charge = set.short_option_charge;
+  t.delta_charge = set.delta_charge;
+  t.im_factor = set.im_factor;
+  return t;
 }
 
 // Scenario P&L per group of the positions whose underlying has a set (the
@@ -420,9 +419,9 @@ void Engine::add_to_group(std::vector<Group>& groups, PortfolioScratch& sc, Grou
   sc.w_bids[k] = qb * f;
   sc.w_asks[k] = qa * f;
   sc.group[k] = static_cast<int>(&g - groups.data());
-  g.short_units += std::max(0.0, -p.size) * st.short_cs;  // 0 but for options
-  g.short_bids += std::max(0.0, -qb) * st.short_cs;
-  g.short_asks += std::max(0.0, -qa) * st.short_cs;
+  g.short_units += short_units(p.size, st.short_cs);  // 0 but for options
+  g.short_bids += short_units(qb, st.short_cs);
+  g.short_asks += short_units(qa, st.short_cs);
   g.delta_units += p.size * st.delta;
   g.delta_bids += qb * st.delta;
   g.delta_asks += qa * st.delta;
@@ -525,8 +524,8 @@ bool Engine::refresh_batch(Account& a) {
 }
 
 bool Engine::portfolio_totals(const Account& a, Totals& t) const {
-  constexpr int kGroups = 4;
-  constexpr std::size_t kRows = 64;
+  constexpr int kGroups = static_cast<int>(kBatchGroups);
+  constexpr std::size_t kRows = kBatchPositions;
   const std::size_t n = a.positions.size();
   const int margin = a.margin_asset;
   if (n > kRows) return false;
@@ -551,7 +550,7 @@ bool Engine::portfolio_totals(const Account& a, Totals& t) const {
     if (g == kGroups) return false;  // a fifth underlying
     groups += g == groups ? 1 : 0;
     std::size_t at = 0;
-    const double units = std::max(0.0, -p.size) * st.short_cs, du = p.size * st.delta;
+    const double units = short_units(p.size, st.short_cs), du = p.size * st.delta;
     for (int j = 0; j < kGroups; ++j) {
       const bool mine = j == g;
       keys[j] = mine ? key : keys[j];
@@ -567,9 +566,10 @@ bool Engine::portfolio_totals(const Account& a, Totals& t) const {
     w[g * kRows + at] = p.size * f;
   }
   Requirement req;  // the groups' sums
+  const simd::KernelTable& kernels = simd::active_kernels();
   for (int g = 0; g < groups; ++g) {
-    if (!add_group(keys[g], count[g], rows + g * kRows, w + g * kRows, shorts[g], delta[g],
-                   margin_price, req)) {
+    if (!add_group(batch_groups_[keys[g]], kernels, count[g], rows + g * kRows, w + g * kRows,
+                   shorts[g], delta[g], margin_price, req)) {
       return false;
     }
   }
@@ -580,31 +580,29 @@ bool Engine::portfolio_totals(const Account& a, Totals& t) const {
   return true;
 }
 
-bool Engine::add_group(int key, std::size_t count, const double* const* rows, const double* w,
-                       double short_units, double delta_units, double margin_price,
-                       Requirement& sum) const {
-  const int set = underlying_set_[key];
-  const std::size_t len = padded(sets_[set].scenarios.size());
-  Requirement r;
-  if (sets_[set].measure == LossMeasure::worst) {  // the worst loss, the P&L never stored
-    const double worst =
-        simd::active_kernels().weighted_worst(len, count, rows, w, set_weights_[set].data());
-    r = loss_requirement(set, key, -worst, short_units, delta_units, margin_price);
+bool Engine::add_group(const BatchGroup& g, const simd::KernelTable& k, std::size_t count,
+                       const double* const* rows, const double* w, double short_units,
+                       double delta_units, double margin_price, Requirement& sum) const {
+  double loss;
+  if (g.worst) {  // the worst loss, the P&L never stored
+    loss = -k.weighted_worst(g.len, count, rows, w, g.weights);
   } else {
-    if (len > kMaxBatchScenarios) return false;
+    if (g.len > kMaxBatchScenarios) return false;
     alignas(64) double pnl[kMaxBatchScenarios];
-    simd::active_kernels().weighted_rows(len, count, rows, w, pnl);
-    r = group_requirement(set, key, pnl, short_units, delta_units, margin_price);
+    k.weighted_rows(g.len, count, rows, w, pnl);
+    loss = sets_[g.set].loss(pnl);
   }
+  const Requirement r = g.terms.requirement(loss, short_units, delta_units, margin_price);
   sum.im += r.im;
   sum.mm += r.mm;
   return true;
 }
 
 bool Engine::flat_groups(const Account& a, FlatAccount& fa, std::uint8_t* slot) const {
-  constexpr std::size_t kGroups = 4, kRows = 64;
+  constexpr std::size_t kGroups = kBatchGroups, kRows = kBatchPositions;
   int keys[kGroups];
   std::size_t ng = 0, runs[kGroups] = {0, 0, 0, 0}, group[kRows];
+  std::uint8_t shape = kMarginSettled | kOptionsOnly;
   if (a.positions.size() > kRows) return false;  // as portfolio_totals
   for (std::size_t k = 0; k < a.positions.size(); ++k) {
     const InstrumentSpec& in = instruments_[a.positions[k].instrument];
@@ -619,7 +617,10 @@ bool Engine::flat_groups(const Account& a, FlatAccount& fa, std::uint8_t* slot) 
     }
     ++runs[g];
     group[k] = g;
+    if (in.settle != a.margin_asset) shape &= ~kMarginSettled;
+    if (in.kind != InstrumentKind::option || a.positions[k].size == 0.0) shape &= ~kOptionsOnly;
   }
+  fa.shape = shape;
   std::size_t start[kGroups] = {0, 0, 0, 0};
   for (std::size_t g = 1; g < ng; ++g) start[g] = start[g - 1] + runs[g - 1];
   for (std::size_t k = 0; k < a.positions.size(); ++k) {
@@ -630,51 +631,65 @@ bool Engine::flat_groups(const Account& a, FlatAccount& fa, std::uint8_t* slot) 
   return true;
 }
 
+// The positions come by group (fill_flat), and the layout is valid for the
+// scenario sets as they are: a set change bumps layout_epoch_ and sync_flat()
+// rebuilds the book, so every position has a row and its run's grid set.
 bool Engine::flat_portfolio_totals(const FlatAccount& fa, Totals& t) const {
   if (offset_ > 0.0) return false;
-  constexpr std::size_t kSlots = 64;
-  const std::size_t n = fa.npos;
+  switch (fa.shape) {
+    case 0:
+      return flat_portfolio_sums<0>(fa, t);
+    case kMarginSettled:
+      return flat_portfolio_sums<kMarginSettled>(fa, t);
+    case kOptionsOnly:
+      return flat_portfolio_sums<kOptionsOnly>(fa, t);
+    default:
+      return flat_portfolio_sums<kMarginSettled | kOptionsOnly>(fa, t);
+  }
+}
+
+template <std::uint8_t kShape>
+bool Engine::flat_portfolio_sums(const FlatAccount& fa, Totals& t) const {
+  constexpr std::size_t kSlots = kBatchPositions;
   const std::int32_t* inst = flat_inst_.data() + fa.pos;
   const double* size = flat_size_.data() + fa.pos;
   const double* entry = flat_entry_.data() + fa.pos;
-  const std::uint8_t* slot = flat_slot_.data() + fa.pos;
-  // Per position, at its slot: what its group sums (in the order of
-  // portfolio_totals: groups by first appearance, positions in account order).
+  const std::uint8_t* index = flat_slot_.data() + fa.pos;
   const double* rows[kSlots];
-  double w[kSlots], units[kSlots], du[kSlots];
-  int key[kSlots];
+  double w[kSlots], value[kSlots];  // value: by index in the account
+  const simd::KernelTable& kernels = simd::active_kernels();
   const int margin = fa.margin;
   const double margin_price = assets_[margin].price;
-  double eq = 0.0, oldest = t.oldest;
-  for (std::size_t k = 0; k < n; ++k) {
-    Position p;
-    p.instrument = inst[k];
-    p.size = size[k];
-    p.entry = entry[k];
-    const InstrumentState& st = istate_[p.instrument];
-    const std::size_t s = slot[k];
-    rows[s] = st.row;
-    key[s] = st.group;
-    units[s] = std::max(0.0, -p.size) * st.short_cs;
-    du[s] = p.size * st.delta;
-    oldest = std::min(oldest, st.time);
-    const double f = st.settle == margin ? 1.0 : assets_[st.settle].price / margin_price;
-    eq += state_value(st, p) * f;
-    w[s] = p.size * f;
-  }
-  Requirement req;  // the groups' sums
+  double oldest = t.oldest;
+  Requirement req;  // the groups' sums, in order of first appearance
   for (std::size_t g = 0, b = 0; g < fa.ngroups; b += fa.runs[g++]) {
     const std::size_t e = b + fa.runs[g];
-    const int k0 = key[b];
     double shorts = 0.0, delta = 0.0;
     for (std::size_t s = b; s < e; ++s) {
-      // The layout was made for this configuration; if not, the general path.
-      if (!rows[s] || key[s] != k0 || k0 < 0) return false;
-      shorts += units[s];
-      delta += du[s];
+      const InstrumentState& st = istate_[inst[s]];
+      const double q = size[s];
+      rows[s] = st.row;
+      shorts += short_units(q, st.short_cs);
+      delta += q * st.delta;
+      oldest = std::min(oldest, st.time);
+      // Options: ek = 0, so state_value() is q cs (em - 0 h) = q cs em.
+      const double v = (kShape & kOptionsOnly) ? q * st.cs * st.em : state_value(st, {-1, q, entry[s]});
+      if constexpr ((kShape & kMarginSettled) != 0) {  // f = 1: x f = x
+        w[s] = q;
+        value[index[s]] = v;
+      } else {
+        const double f = st.settle == margin ? 1.0 : assets_[st.settle].price / margin_price;
+        w[s] = q * f;
+        value[index[s]] = v * f;
+      }
     }
-    if (!add_group(k0, e - b, rows + b, w + b, shorts, delta, margin_price, req)) return false;
+    const BatchGroup& bg = batch_groups_[istate_[inst[b]].group];
+    if (!add_group(bg, kernels, e - b, rows + b, w + b, shorts, delta, margin_price, req)) {
+      return false;
+    }
   }
+  double eq = 0.0;
+  for (std::size_t k = 0; k < fa.npos; ++k) eq += value[k];
   t.im = req.im;
   t.mm = req.mm;
   t.eq = eq;
@@ -734,6 +749,17 @@ void Engine::ensure_state() {
     c.curve = requirement_curve(m, in.terms, mark, index_of(in), &curve_pieces_[2 * i]);
     c.general = (m.oi_upper > 0.0 && open_interest_[i] > 0.0) ||
                 (m.kind == ModelKind::tiered && m.value_at_entry) || m.brackets.size() > kShortCurve;
+  }
+  batch_groups_.assign(assets_.size(), BatchGroup{});
+  for (std::size_t u = 0; u < assets_.size(); ++u) {
+    const int set = underlying_set_[u];
+    if (set < 0 || sets_[set].joint()) continue;
+    BatchGroup& g = batch_groups_[u];
+    g.terms = group_terms(set, static_cast<int>(u));
+    g.weights = set_weights_[set].data();
+    g.len = padded(sets_[set].scenarios.size());
+    g.set = set;
+    g.worst = sets_[set].measure == LossMeasure::worst;
   }
   istate_stamp_.value = stamp_;
 }
@@ -824,7 +850,7 @@ void Engine::portfolio_delta(const Account& a, const InstrumentSpec& in, int ins
   const double mp = assets_[a.margin_asset].price;
   const bool option = in.kind == InstrumentKind::option;
   const double cs = in.terms.contract_size, qn = q + qty;
-  auto shorts = [cs](double x) { return std::max(0.0, -x) * cs; };
+  auto shorts = [cs](double x) { return short_units(x, cs); };
   if (offset_ == 0.0 && !(bids > 0.0) && !(asks > 0.0) && !(g && g->orders)) {
     // No resting orders in the group or on this instrument: the all-bids and
     // all-asks cases are the position as it stands (the same P&L, short and
@@ -943,7 +969,7 @@ double Engine::portfolio_max_size(Account& a, const InstrumentSpec& in, int inst
     double s_lines[2][2];  // {A, B}
     int n_s = 1;
     if (opt) {
-      const double base = su0 - std::max(0.0, -qv[v]) * cs;
+      const double base = su0 - short_units(qv[v], cs);
       s_lines[0][0] = base;  // when q + side x >= 0
       s_lines[0][1] = 0.0;
       s_lines[1][0] = base - qv[v] * cs;  // -(q + side x) cs

@@ -36,6 +36,10 @@
 
 namespace marginkit {
 
+namespace simd {
+struct KernelTable;
+}
+
 enum class Reason : std::int8_t {
   ok = 0,
   insufficient_margin,
@@ -505,6 +509,8 @@ class Engine {
       return std::isfinite(collateral) && std::isfinite(im + mm + eq);
     }
   };
+  // The most positions and groups a portfolio account's batch path covers.
+  static constexpr std::size_t kBatchPositions = 64, kBatchGroups = 4;
   // The sums (im, mm, eq, oldest: it comes in set) of a plain portfolio
   // account's positions (grid sets, at most 4 groups and 64 positions, no
   // resting orders; the caller checks there is no offset), without group
@@ -619,7 +625,36 @@ class Engine {
                                 double delta_units, double margin_price) const;
   // The same from the set's loss of the group's P&L.
   Requirement loss_requirement(int set, int underlying, double loss, double short_units,
-                               double delta_units, double margin_price) const;
+                               double delta_units, double margin_price) const {
+    return group_terms(set, underlying).requirement(loss, short_units, delta_units, margin_price);
+  }
+  // What a group's requirement takes of its set and its underlying's price
+  // (every path computes a group's requirement with requirement()).
+  struct GroupTerms {
+    double price = 0.0;  // the underlying's, in USD
+    double short_charge = 0.0, delta_charge = 0.0, im_factor = 1.0;
+    bool joint = false;  // historical sets: no per-underlying charges
+    Requirement requirement(double loss, double short_units, double delta_units,
+                            double margin_price) const noexcept {
+      double mm = loss;
+      if (!joint) {
+        const double usd = price / margin_price;  // one unit, margin asset
+        mm += short_charge * usd * short_units + delta_charge * usd * std::fabs(delta_units);
+      }
+      return {mm * im_factor, mm};
+    }
+  };
+  GroupTerms group_terms(int set, int underlying) const noexcept;
+  // Per underlying with a grid set, what the flat portfolio pass needs of its
+  // group (ensure_state() builds them; len 0: no grid set).
+  struct BatchGroup {
+    GroupTerms terms;
+    const double* weights = nullptr;  // the set's, padded to len
+    std::size_t len = 0;              // padded scenario count
+    int set = -1;
+    bool worst = false;  // the worst-loss measure (else the set's loss of the P&L vector)
+  };
+  std::vector<BatchGroup> batch_groups_;
   int group_key(const InstrumentSpec& in) const noexcept {
     const int set = underlying_set_[in.underlying];
     return sets_[set].joint() ? -1 - set : in.underlying;
@@ -645,6 +680,12 @@ class Engine {
     RequirementCurve curve;
     bool general;
   };
+  // Short option units of a position of q contracts: max(0, -q) x short_cs,
+  // to the bit ((|q| - q) / 2 is exact), without a branch on q's sign (a random
+  // book mispredicts it).
+  static double short_units(double q, double short_cs) noexcept {
+    return (std::fabs(q) - q) * 0.5 * short_cs;
+  }
   // A position's value (as equity_of(), to the bit) from its instrument's state.
   static double state_value(const InstrumentState& st, const Position& p) noexcept {
     if (p.size == 0.0) return 0.0;  // an order-only position, priced or not
@@ -764,12 +805,19 @@ class Engine {
     FlatKind kind = FlatKind::stale;
     // Portfolio: scenario groups in order of first appearance, positions each.
     std::uint8_t ngroups = 0;
-    std::uint8_t runs[4] = {0, 0, 0, 0};
+    std::uint8_t runs[kBatchGroups] = {0, 0, 0, 0};
+    std::uint8_t shape = 0;  // portfolio: kMarginSettled | kOptionsOnly, if they hold
   };
+  // Portfolio accounts whose positions all settle in the margin asset (f = 1)
+  // or are all options of nonzero size (value = size cs mark) take a pass
+  // specialised for them: the same results, to the bit, with less work.
+  static constexpr std::uint8_t kMarginSettled = 1, kOptionsOnly = 2;
   std::vector<FlatAccount> flat_;
   std::vector<std::int32_t> flat_inst_, flat_asset_;
-  // Portfolio: each position's slot among the account's positions ordered by
-  // group (stable), so a group's rows and weights land side by side.
+  // Portfolio accounts' positions are copied by group (groups in order of
+  // first appearance, each group's positions in account order, runs[g] of
+  // them), so the pass sums a group as it reads it; flat_slot_ holds each
+  // copy's index in the account (equity is summed in account order).
   std::vector<std::uint8_t> flat_slot_;
   std::uint64_t layout_epoch_ = 0;  // bumped when an underlying's scenario set changes
   std::uint64_t flat_epoch_ = 0;    // the layout_epoch_ the flat book was built for
@@ -820,14 +868,16 @@ class Engine {
   Figures account_figures(std::size_t i);
   // Adds the requirement of one group of a batch path (its positions' rows and
   // weights) to sum; false if its set is longer than the batch paths cover.
-  bool add_group(int key, std::size_t count, const double* const* rows, const double* w,
-                 double short_units, double delta_units, double margin_price,
-                 Requirement& sum) const;
+  bool add_group(const BatchGroup& g, const simd::KernelTable& k, std::size_t count,
+                 const double* const* rows, const double* w, double short_units,
+                 double delta_units, double margin_price, Requirement& sum) const;
   // portfolio_totals() of a flat portfolio account, to the bit, with its
   // groups laid out at pack time (no search for a position's group).
   bool flat_portfolio_totals(const FlatAccount& fa, Totals& t) const;
-  // The groups of a portfolio account's positions (pack time); false if the
-  // flat pass does not cover them.
+  template <std::uint8_t kShape>
+  bool flat_portfolio_sums(const FlatAccount& fa, Totals& t) const;
+  // The groups of a portfolio account's positions (pack time): each position's
+  // slot in group order; false if the flat pass does not cover them.
   bool flat_groups(const Account& a, FlatAccount& fa, std::uint8_t* slot) const;
 
   std::unordered_map<std::string, int> asset_ids_, instrument_ids_, account_ids_, model_ids_;
