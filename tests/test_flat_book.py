@@ -225,3 +225,30 @@ def test_batch_worst_loss_is_the_summarys_on_every_kernel_path(isa):
         assert_batch_equals_summaries(e, f"{isa}, BTC up")
     finally:
         mk.set_isa(before)
+
+
+@pytest.mark.parametrize("margin_settled", [True, False])
+@pytest.mark.parametrize("options_only", [True, False])
+def test_every_shape_of_portfolio_account_gives_its_summary(margin_settled, options_only):
+    """The batch pass specialises portfolio accounts whose positions all settle in
+    the margin asset, or are all options: each of the four shapes must give what
+    summary() gives, to the bit, before and after a market move (inverse BTC
+    options and futures settle in BTC, SOL_USDC options and perpetuals in USDC)."""
+    rng = np.random.default_rng(31 + 2 * margin_settled + options_only)
+    e = venue()
+    names = [n for n in e.instruments
+             if (n.startswith("SOL_USDC") if margin_settled else n.startswith("BTC"))
+             and (n.count("-") == 3 or not options_only)]
+    assert any(n.count("-") != 3 for n in names) != options_only
+    for k in range(25):
+        a = f"p{k}"
+        e.add_account(a, "USDC")
+        e.set_mode(a, "portfolio")
+        e.deposit(a, "USDC", 5e6)
+        for name in rng.choice(names, size=int(rng.integers(1, 9)), replace=False):
+            qty = float(rng.choice([-1.0, 1.0]) * rng.integers(1, 10))
+            e.fill(a, name, qty, e.mark(name) * float(rng.uniform(0.97, 1.03)), fee=0.0)
+    assert_batch_equals_summaries(e, "as filled")
+    e.set_price("BTC", e.price("BTC") * 0.93, 1.0)
+    e.set_price("SOL", e.price("SOL") * 1.05, 1.0)
+    assert_batch_equals_summaries(e, "moved")
