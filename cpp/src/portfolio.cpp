@@ -648,6 +648,33 @@ bool Engine::flat_portfolio_totals(const FlatAccount& fa, Totals& t) const {
   }
 }
 
+bool Engine::option_account(const FlatAccount& fa, const simd::KernelTable& k, double* value,
+                            Requirement& req, double& oldest) const {
+  const std::int32_t* inst = flat_inst_.data() + fa.pos;
+  const BatchGroup* groups[kBatchGroups];
+  const double* weights[kBatchGroups];
+  std::size_t len = 0;
+  for (std::size_t g = 0, b = 0; g < fa.ngroups; b += fa.runs[g++]) {
+    groups[g] = &batch_groups_[istate_[inst[b]].group];
+    if (!groups[g]->worst || (g > 0 && groups[g]->len != len)) return false;
+    len = groups[g]->len;
+    weights[g] = groups[g]->weights;
+  }
+  if (len > simd::kOptionGroupVectors * static_cast<std::size_t>(k.width)) return false;
+  const simd::OptionAccount a{istate_.data(), inst,    flat_size_.data() + fa.pos,
+                              flat_slot_.data() + fa.pos, fa.runs, weights, fa.ngroups, len};
+  simd::OptionGroupSums sums[kBatchGroups];
+  k.option_account(a, sums, oldest, value);
+  const double margin_price = assets_[fa.margin].price;
+  for (std::size_t g = 0; g < fa.ngroups; ++g) {
+    const Requirement r =
+        groups[g]->terms.requirement(-sums[g].worst, sums[g].shorts, sums[g].delta, margin_price);
+    req.im += r.im;
+    req.mm += r.mm;
+  }
+  return true;
+}
+
 template <std::uint8_t kShape>
 bool Engine::flat_portfolio_sums(const FlatAccount& fa, Totals& t) const {
   constexpr std::size_t kSlots = kBatchPositions;
@@ -662,8 +689,13 @@ bool Engine::flat_portfolio_sums(const FlatAccount& fa, Totals& t) const {
   const double margin_price = assets_[margin].price;
   double oldest = t.oldest;
   Requirement req;  // the groups' sums, in order of first appearance
-  for (std::size_t g = 0, b = 0; g < fa.ngroups; b += fa.runs[g++]) {
+  bool done = false;  // by the kernels' option_account
+  if constexpr (kShape == (kMarginSettled | kOptionsOnly)) {
+    done = option_account(fa, kernels, value, req, oldest);
+  }
+  for (std::size_t g = 0, b = 0; !done && g < fa.ngroups; b += fa.runs[g++]) {
     const std::size_t e = b + fa.runs[g];
+    const BatchGroup& bg = batch_groups_[istate_[inst[b]].group];
     double shorts = 0.0, delta = 0.0;
     for (std::size_t s = b; s < e; ++s) {
       const InstrumentState& st = istate_[inst[s]];
@@ -686,7 +718,6 @@ bool Engine::flat_portfolio_sums(const FlatAccount& fa, Totals& t) const {
         value[index[s]] = v * f;
       }
     }
-    const BatchGroup& bg = batch_groups_[istate_[inst[b]].group];
     if (!add_group(bg, kernels, e - b, rows + b, w + b, shorts, delta, margin_price, req)) {
       return false;
     }

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "marginkit/aligned.hpp"
+#include "marginkit/instrument_state.hpp"
 #include "marginkit/liquidation.hpp"
 #include "marginkit/margin.hpp"
 #include "marginkit/scenarios.hpp"
@@ -659,20 +660,6 @@ class Engine {
     const int set = underlying_set_[in.underlying];
     return sets_[set].joint() ? -1 - set : in.underlying;
   }
-  // What refreshing a position reads of its instrument, gathered once per
-  // market state by ensure_state() (batch passes call it before their threads
-  // start; refreshing then only reads it).
-  struct alignas(64) InstrumentState {  // one cache line
-    double time;       // the oldest of its mark and its assets' prices
-    double delta;      // delta units per contract (risk arrays)
-    double cs;         // contract size
-    double short_cs;   // options: contract size (short option units), else 0
-    // Position value = size cs (em - ek h), h = entry, or 1 / entry for inverse
-    // futures (ek = -1): equity_of() without a branch on the kind.
-    double em, ek;
-    const double* row;  // risk-array row; nullptr: no scenario set applies
-    int settle, group;  // settlement asset; scenario group key
-  };
   // The requirement curve at today's prices; general: the model needs more
   // than eval_curve16 (an open-interest IMF in force, values at entry, or more
   // than 16 brackets).
@@ -682,7 +669,7 @@ class Engine {
   };
   // Short option units of a position of q contracts: max(0, -q) x short_cs,
   // to the bit ((|q| - q) / 2 is exact), without a branch on q's sign (a random
-  // book mispredicts it).
+  // book mispredicts it). The kernels' option_group computes it alike.
   static double short_units(double q, double short_cs) noexcept {
     return (std::fabs(q) - q) * 0.5 * short_cs;
   }
@@ -876,6 +863,12 @@ class Engine {
   bool flat_portfolio_totals(const FlatAccount& fa, Totals& t) const;
   template <std::uint8_t kShape>
   bool flat_portfolio_sums(const FlatAccount& fa, Totals& t) const;
+  // The groups of an options-only, margin-settled account in one kernel pass
+  // (the kernels' option_account): their requirements into req, the oldest
+  // time into oldest, and each position's value at its index in the account;
+  // false, nothing changed, if its groups' sets do not fit the kernel.
+  bool option_account(const FlatAccount& fa, const simd::KernelTable& k, double* value,
+                      Requirement& req, double& oldest) const;
   // The groups of a portfolio account's positions (pack time): each position's
   // slot in group order; false if the flat pass does not cover them.
   bool flat_groups(const Account& a, FlatAccount& fa, std::uint8_t* slot) const;

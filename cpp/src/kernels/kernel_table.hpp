@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "marginkit/instrument_state.hpp"
 #include "marginkit/pricing.hpp"
 #include "marginkit/simd/grid.hpp"
 #include "marginkit/simd/isa.hpp"
@@ -31,6 +32,30 @@ struct RiskGridInputs {
   double* risk = nullptr;
 };
 
+// A flat-book portfolio account whose positions are all options settled in
+// its margin asset (Engine::flat_portfolio_sums), its scenario groups all of
+// one padded length len (at most kOptionGroupVectors vectors) and measured by
+// their worst loss: npos positions (instrument ids, signed sizes, each one's
+// index in the account), laid out by group (runs[g] positions in group g, of
+// weights[g]), and their instruments' states.
+inline constexpr int kOptionGroupVectors = 8;
+struct OptionAccount {
+  const InstrumentState* state = nullptr;  // per instrument id
+  const std::int32_t* inst = nullptr;
+  const double* size = nullptr;
+  const std::uint8_t* index = nullptr;
+  const std::uint8_t* runs = nullptr;
+  const double* const* weights = nullptr;
+  std::size_t ngroups = 0, len = 0;
+};
+// What option_account gives of each group, each sum in position order as the
+// engine forms it: the worst weighted loss (weighted_worst of the rows
+// weighted by the sizes), short units max(0, -q) short_cs (as (|q| - q) 0.5
+// short_cs) and delta units q delta.
+struct OptionGroupSums {
+  double worst = 0.0, shorts = 0.0, delta = 0.0;
+};
+
 struct KernelTable {
   Isa isa;
   int width;  // doubles per vector
@@ -52,6 +77,12 @@ struct KernelTable {
   // bit, without storing out.
   double (*weighted_worst)(std::size_t len, std::size_t count, const double* const* rows,
                            const double* w, const double* weights);
+  // Each group's sums (sums[g]), the oldest price time (min into `oldest`),
+  // and each position's value q cs em at value[index], in one pass over the
+  // positions, a group's scenario sums held in registers: the same bits as
+  // the engine's loop and weighted_worst.
+  void (*option_account)(const OptionAccount& a, OptionGroupSums* sums, double& oldest,
+                         double* value);
 };
 
 // One per compiled level; defined in kernels_<isa>.cpp.
