@@ -252,3 +252,38 @@ def test_every_shape_of_portfolio_account_gives_its_summary(margin_settled, opti
     e.set_price("BTC", e.price("BTC") * 0.93, 1.0)
     e.set_price("SOL", e.price("SOL") * 1.05, 1.0)
     assert_batch_equals_summaries(e, "moved")
+
+
+@pytest.mark.parametrize("isa", mk.build_info()["isa_available"])
+def test_the_one_kernel_pass_over_an_accounts_groups_gives_its_summary(isa):
+    """Portfolio accounts of options settled in the margin asset, their groups on
+    sets of one length, take one kernel pass over all their groups
+    (option_account): on every kernel path it must give what summary() gives, to
+    the bit, for one-group and two-group accounts, hedged and one-sided."""
+    before = mk.build_info()["isa"]
+    mk.set_isa(isa)
+    try:
+        rng = np.random.default_rng(41)
+        e = venue()  # BTC and SOL on Deribit-style sets of one length
+        btc = e.price("BTC")
+        for name in [n for n in e.instruments if n.startswith("BTC-") and n.count("-") == 3]:
+            linear = "BTC_USDC" + name[3:]
+            e.add_instrument(linear, model="deribit_options", contract_size=0.01,
+                             mark=e.mark(name) * btc)
+        options = [n for n in e.instruments if n.count("-") == 3 and "_USDC" in n]
+        assert {n[:3] for n in options} == {"BTC", "SOL"}
+        for k in range(40):
+            a = f"p{k}"
+            e.add_account(a, "USDC")
+            e.set_mode(a, "portfolio")
+            e.deposit(a, "USDC", 5e6)
+            names = rng.choice(options, size=int(rng.integers(1, 12)), replace=False)
+            side = float(rng.choice([-1.0, 1.0]))
+            for j, name in enumerate(names):
+                sign = side * (-1.0) ** j if k % 3 == 0 else side
+                e.fill(a, name, sign * float(rng.integers(1, 10)), e.mark(name), fee=0.0)
+        assert_batch_equals_summaries(e, isa)
+        e.set_price("BTC", btc * 0.94, 1.0)
+        assert_batch_equals_summaries(e, f"{isa}, BTC down")
+    finally:
+        mk.set_isa(before)
