@@ -649,7 +649,7 @@ bool Engine::flat_portfolio_totals(const FlatAccount& fa, Totals& t) const {
 }
 
 bool Engine::option_account(const FlatAccount& fa, const simd::KernelTable& k, double* value,
-                            Requirement& req, double& oldest) const {
+                            Requirement& req) const {
   const std::int32_t* inst = flat_inst_.data() + fa.pos;
   const BatchGroup* groups[kBatchGroups];
   const double* weights[kBatchGroups];
@@ -664,7 +664,7 @@ bool Engine::option_account(const FlatAccount& fa, const simd::KernelTable& k, d
   const simd::OptionAccount a{istate_.data(), inst,    flat_size_.data() + fa.pos,
                               flat_slot_.data() + fa.pos, fa.runs, weights, fa.ngroups, len};
   simd::OptionGroupSums sums[kBatchGroups];
-  k.option_account(a, sums, oldest, value);
+  k.option_account(a, sums, value);
   const double margin_price = assets_[fa.margin].price;
   for (std::size_t g = 0; g < fa.ngroups; ++g) {
     const Requirement r =
@@ -687,11 +687,10 @@ bool Engine::flat_portfolio_sums(const FlatAccount& fa, Totals& t) const {
   const simd::KernelTable& kernels = simd::active_kernels();
   const int margin = fa.margin;
   const double margin_price = assets_[margin].price;
-  double oldest = t.oldest;
   Requirement req;  // the groups' sums, in order of first appearance
   bool done = false;  // by the kernels' option_account
   if constexpr (kShape == (kMarginSettled | kOptionsOnly)) {
-    done = option_account(fa, kernels, value, req, oldest);
+    done = option_account(fa, kernels, value, req);
   }
   for (std::size_t g = 0, b = 0; !done && g < fa.ngroups; b += fa.runs[g++]) {
     const std::size_t e = b + fa.runs[g];
@@ -706,7 +705,6 @@ bool Engine::flat_portfolio_sums(const FlatAccount& fa, Totals& t) const {
       for (int l = 0; l < 4; ++l) __builtin_prefetch(st.row + 8 * l);
       shorts += short_units(q, st.short_cs);
       delta += q * st.delta;
-      oldest = std::min(oldest, st.time);
       // Options: ek = 0, so state_value() is q cs (em - 0 h) = q cs em.
       const double v = (kShape & kOptionsOnly) ? q * st.cs * st.em : state_value(st, {-1, q, entry[s]});
       if constexpr ((kShape & kMarginSettled) != 0) {  // f = 1: x f = x
@@ -727,7 +725,6 @@ bool Engine::flat_portfolio_sums(const FlatAccount& fa, Totals& t) const {
   t.im = req.im;
   t.mm = req.mm;
   t.eq = eq;
-  t.oldest = oldest;
   return true;
 }
 

@@ -859,16 +859,17 @@ class Engine {
                  const double* const* rows, const double* w, double short_units,
                  double delta_units, double margin_price, Requirement& sum) const;
   // portfolio_totals() of a flat portfolio account, to the bit, with its
-  // groups laid out at pack time (no search for a position's group).
+  // groups laid out at pack time (no search for a position's group); all but
+  // the oldest price time (batch figures have no stale flag).
   bool flat_portfolio_totals(const FlatAccount& fa, Totals& t) const;
   template <std::uint8_t kShape>
   bool flat_portfolio_sums(const FlatAccount& fa, Totals& t) const;
   // The groups of an options-only, margin-settled account in one kernel pass
-  // (the kernels' option_account): their requirements into req, the oldest
-  // time into oldest, and each position's value at its index in the account;
-  // false, nothing changed, if its groups' sets do not fit the kernel.
+  // (the kernels' option_account): their requirements into req and each
+  // position's value at its index in the account; false, nothing changed, if
+  // its groups' sets do not fit the kernel.
   bool option_account(const FlatAccount& fa, const simd::KernelTable& k, double* value,
-                      Requirement& req, double& oldest) const;
+                      Requirement& req) const;
   // The groups of a portfolio account's positions (pack time): each position's
   // slot in group order; false if the flat pass does not cover them.
   bool flat_groups(const Account& a, FlatAccount& fa, std::uint8_t* slot) const;

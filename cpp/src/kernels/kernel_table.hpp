@@ -53,7 +53,7 @@ struct OptionAccount {
 // weighted by the sizes), short units max(0, -q) short_cs (as (|q| - q) 0.5
 // short_cs) and delta units q delta.
 struct OptionGroupSums {
-  double worst = 0.0, shorts = 0.0, delta = 0.0;
+  double worst, shorts, delta;  // no initialisers: the kernel writes every group's
 };
 
 struct KernelTable {
@@ -77,12 +77,10 @@ struct KernelTable {
   // bit, without storing out.
   double (*weighted_worst)(std::size_t len, std::size_t count, const double* const* rows,
                            const double* w, const double* weights);
-  // Each group's sums (sums[g]), the oldest price time (min into `oldest`),
-  // and each position's value q cs em at value[index], in one pass over the
-  // positions, a group's scenario sums held in registers: the same bits as
-  // the engine's loop and weighted_worst.
-  void (*option_account)(const OptionAccount& a, OptionGroupSums* sums, double& oldest,
-                         double* value);
+  // Each group's sums (sums[g]) and each position's value q cs em at
+  // value[index], in one pass over the positions, a group's scenario sums held
+  // in registers: the same bits as the engine's loop and weighted_worst.
+  void (*option_account)(const OptionAccount& a, OptionGroupSums* sums, double* value);
 };
 
 // One per compiled level; defined in kernels_<isa>.cpp.
