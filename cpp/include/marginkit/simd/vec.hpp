@@ -180,6 +180,22 @@ inline vd vmax(vd a, vd b) {
 #endif
 }
 
+// The smallest lane of m, by halving (log2(kWidth) shuffles and minima): the
+// minimum of the lanes in any order, for lanes that are not NaN.
+inline double hmin(vd m) {
+#if defined(__AVX512F__)
+  m = vmin(m, __builtin_shufflevector(m, m, 4, 5, 6, 7, 0, 1, 2, 3));
+  m = vmin(m, __builtin_shufflevector(m, m, 2, 3, 0, 1, 6, 7, 4, 5));
+  m = vmin(m, __builtin_shufflevector(m, m, 1, 0, 3, 2, 5, 4, 7, 6));
+#elif defined(__AVX2__)
+  m = vmin(m, __builtin_shufflevector(m, m, 2, 3, 0, 1));
+  m = vmin(m, __builtin_shufflevector(m, m, 1, 0, 3, 2));
+#else
+  m = vmin(m, __builtin_shufflevector(m, m, 1, 0));
+#endif
+  return m[0];
+}
+
 // min(|x|, c) for c >= 0 (x not NaN): one vrangepd on AVX-512DQ.
 inline vd vabsmin(vd x, vd c) {
 #if defined(__AVX512DQ__)
