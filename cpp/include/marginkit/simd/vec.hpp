@@ -39,6 +39,19 @@ typedef std::int8_t vi8 __attribute__((vector_size(kWidth)));
 using mask = vi;
 
 inline vd splat(double x) { return vd{} + x; }
+// x in every lane, by one broadcast (splat adds +0 to it: one more operation,
+// and -0 becomes +0).
+inline vd bcast(double x) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<vd>(_mm512_set1_pd(x));
+#elif defined(__AVX2__)
+  return reinterpret_cast<vd>(_mm256_set1_pd(x));
+#elif defined(__SSE2__)
+  return reinterpret_cast<vd>(_mm_set1_pd(x));
+#else
+  return vd{} + x;
+#endif
+}
 inline vi splat_bits(std::int64_t x) { return vi{} + x; }
 
 inline vd load(const double* p) {
