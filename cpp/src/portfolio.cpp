@@ -684,29 +684,29 @@ bool Engine::flat_portfolio_totals(const FlatAccount& fa, Totals& t) const {
 
 bool Engine::flat_figures(const FlatAccount& fa, Figures& out) const {
   if (fa.kind == FlatKind::other || fa.kind == FlatKind::stale) return false;
-  // A batch pass reports no staleness: the cross path skips the oldest price
-  // time (standard_sums with no oldest; held in a local, the balances' share
-  // is seen dead there and not computed).
-  double value = 0.0, oldest = assets_[fa.margin].time;
-  for (std::size_t k = fa.bal, e = fa.bal + fa.nbal; k < e; ++k) {
-    add_balance(flat_asset_[k], flat_amount_[k], value, oldest);
+  auto finish = [&](Totals& t) {
+    t.priced = t.all_finite();
+    out = figures(fa.margin, t, fa.npos > 0);
+    return true;
+  };
+  if (fa.kind == FlatKind::portfolio) {
+    Totals t;
+    t.oldest = assets_[fa.margin].time;
+    t.collateral = flat_collateral(fa, &t.oldest);
+    return flat_portfolio_totals(fa, t) && finish(t);
   }
+  // A batch pass reports no staleness: the cross path computes no oldest
+  // price time, and has a Totals of its own, whose address is never taken
+  // (figures() is inline), so that it stays in registers.
   Totals t;
-  t.collateral = value / assets_[fa.margin].price;
-  if (fa.kind == FlatKind::cross || fa.kind == FlatKind::cross_orders) {
-    const Sums s = fa.kind == FlatKind::cross
-                       ? standard_sums(fa.npos, flat_positions(fa), fa.margin, nullptr)
-                       : standard_sums(fa.npos, flat_positions_orders(fa), fa.margin, nullptr);
-    t.im = s.im;
-    t.mm = s.mm;
-    t.eq = s.eq;
-  } else {
-    t.oldest = oldest;
-    if (!flat_portfolio_totals(fa, t)) return false;
-  }
-  t.priced = t.all_finite();
-  out = figures(fa.margin, t, fa.npos > 0);
-  return true;
+  t.collateral = flat_collateral(fa, nullptr);
+  const Sums s = fa.kind == FlatKind::cross
+                     ? standard_sums(fa.npos, flat_positions(fa), fa.margin, nullptr)
+                     : standard_sums(fa.npos, flat_positions_orders(fa), fa.margin, nullptr);
+  t.im = s.im;
+  t.mm = s.mm;
+  t.eq = s.eq;
+  return finish(t);
 }
 
 void Engine::ensure_state() {

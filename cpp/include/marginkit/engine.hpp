@@ -872,6 +872,15 @@ class Engine {
   // An account's figures from the flat book; false for kind other (and for a
   // portfolio account the batch path does not cover).
   bool flat_figures(const FlatAccount& fa, Figures& out) const;
+  // collateral_of() of a flat account; oldest as there (null: not wanted).
+  double flat_collateral(const FlatAccount& fa, double* oldest) const noexcept {
+    double value = 0.0, old = oldest ? *oldest : 0.0;
+    for (std::size_t k = fa.bal, e = fa.bal + fa.nbal; k < e; ++k) {
+      add_balance(flat_asset_[k], flat_amount_[k], value, old);
+    }
+    if (oldest) *oldest = old;
+    return value / assets_[fa.margin].price;
+  }
   // Account i's figures in a batch pass (after sync_flat): from the flat book,
   // else refreshed from the account (thread-safe across distinct accounts).
   Figures account_figures(std::size_t i);
