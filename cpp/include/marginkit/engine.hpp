@@ -434,11 +434,11 @@ class Engine {
     int account, instrument;
     double qty, price;
   };
-  // Per position, in the account's margin asset.
+  // Per position: IM, MM and equity (value or unrealised P&L).
   struct Contribution {
     double im, mm, equity;
-    // In another asset, f of it per unit (x 1 is exact: a position settled in
-    // the margin asset skips it and keeps its bits).
+    // In another asset, f of it per unit. x 1 is exact, so a position that
+    // settles in the margin asset skips this and keeps its bits.
     Contribution in(double f) const noexcept { return {im * f, mm * f, equity * f}; }
   };
   // What a trade would change (margin asset).
@@ -548,8 +548,7 @@ class Engine {
     Health state;
   };
   Figures figures(const Account& a) const noexcept;
-  // Inline, so a batch pass sees what it does not use (t.oldest: the pass
-  // reports no staleness) and drops computing it.
+  // Inline, so that a batch pass keeps its totals in registers.
   Figures figures(int margin, const Totals& t, bool has_risk) const noexcept {
     const Quantum& q = assets_[margin].quantum;
     Figures f;
@@ -698,8 +697,7 @@ class Engine {
     return p.size * st.cs * (st.em - st.ek * h);
   }
   // contribution_at() for a position of a cross (standard-margin) refresh, in
-  // its settlement asset; out of line, so the common positions' loop keeps its
-  // sums in registers.
+  // its settlement asset (out of line: the uncommon case).
   Contribution general_contribution(const Position& p) const noexcept;
   // A position whose contribution its instrument's curve c gives (the common one).
   static bool on_curve(const Position& p, const InstrumentCurve& c) noexcept {
