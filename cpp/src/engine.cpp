@@ -331,10 +331,10 @@ Engine::Contribution Engine::contribution_at(const InstrumentSpec& in, double si
 }
 
 __attribute__((noinline)) Engine::Contribution Engine::general_contribution(
-    const Position& p, double f) const noexcept {
+    const Position& p) const noexcept {
   const InstrumentSpec& in = instruments_[p.instrument];
   return contribution_at(in, p.size, p.bids, p.asks, p.entry, marks_[p.instrument].value,
-                         index_of(in), f);
+                         index_of(in), 1.0);
 }
 
 double Engine::equity_of(const InstrumentSpec& in, double size, double entry,
@@ -375,7 +375,7 @@ void Engine::refresh(Account& a) {
   double im = 0.0, mm = 0.0, eq = 0.0;
   bool priced = std::isfinite(a.collateral);
   if (!portfolio) {
-    const Sums sums = standard_sums(a.positions.size(), positions_of(a), margin, oldest);
+    const Sums sums = standard_sums(a.positions.size(), positions_of(a), margin, &oldest);
     im = sums.im;
     mm = sums.mm;
     eq = sums.eq;
@@ -392,7 +392,7 @@ void Engine::refresh(Account& a) {
         eq += state_value(st, p) * f;
         add_to_group(groups, sc, group_for(groups, st), st, p, f);
       } else {
-        const Contribution c = standard_contribution(p, st, f);
+        const Contribution c = standard_contribution(p, st).in(f);
         im += c.im;
         mm += c.mm;
         eq += c.equity;
@@ -408,29 +408,6 @@ void Engine::refresh(Account& a) {
   a.oldest = oldest;
   a.priced = priced;
   a.stamp = stamp_;
-}
-
-// Without branches (a book's states are data, and mispredicted): with
-// warning >= reduce_only >= liquidation > 0 and mm > 0, the number of
-// thresholds x MM that equity is below is the state's level.
-Health Engine::health(double equity, double mm, bool has_risk) const noexcept {
-  const bool bankrupt = equity < 0.0 || (has_risk && equity == 0.0 && mm > 0.0);
-  const int below = (equity < thresholds_.warning * mm ? 1 : 0) +
-                    (equity < thresholds_.reduce_only * mm ? 1 : 0) +
-                    (equity < thresholds_.liquidation * mm ? 1 : 0);
-  const int level = mm > 0.0 ? below : 0;
-  return static_cast<Health>(bankrupt ? static_cast<int>(Health::bankrupt) : level);
-}
-
-Engine::Figures Engine::figures(int margin, const Totals& t, bool has_risk) const noexcept {
-  const Quantum& q = assets_[margin].quantum;
-  Figures f;
-  f.equity = round_down(t.collateral + t.eq, q);
-  f.im = round_up(t.im, q);
-  f.mm = round_up(t.mm, q);
-  f.state = health(f.equity, f.mm, has_risk);
-  if (!t.priced) f.equity = f.im = f.mm = std::numeric_limits<double>::quiet_NaN();
-  return f;
 }
 
 Engine::Figures Engine::figures(const Account& a) const noexcept {

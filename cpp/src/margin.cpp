@@ -127,7 +127,7 @@ void MarginModel::finalize() {
     curve_pieces.resize(brackets.size());
     for (std::size_t i = 0; i < brackets.size(); ++i) {
       curve_floors[i] = brackets[i].floor;
-      curve_pieces[i] = {brackets[i].imr, brackets[i].cum_im, brackets[i].mmr, brackets[i].cum_mm};
+      curve_pieces[i] = {brackets[i].imr, brackets[i].mmr, brackets[i].cum_im, brackets[i].cum_mm};
     }
   }
 }

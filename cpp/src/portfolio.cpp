@@ -732,33 +732,34 @@ bool Engine::flat_portfolio_sums(const FlatAccount& fa, Totals& t) const {
 
 bool Engine::flat_figures(const FlatAccount& fa, Figures& out) const {
   if (fa.kind == FlatKind::other || fa.kind == FlatKind::stale) return false;
+  auto finish = [&](Totals& t) {
+    t.priced = t.all_finite();
+    out = figures(fa.margin, t, fa.npos > 0);
+    return true;
+  };
+  // A batch pass reports no staleness: no oldest price time. The cross path
+  // has a Totals of its own, whose address is never taken (figures() is
+  // inline), so that it stays in registers.
+  if (fa.kind == FlatKind::portfolio) {
+    Totals t;
+    t.collateral = flat_collateral(fa, nullptr);
+    return flat_portfolio_totals(fa, t) && finish(t);
+  }
   Totals t;
-  double value = 0.0;
-  t.oldest = assets_[fa.margin].time;
-  for (std::size_t k = fa.bal, e = fa.bal + fa.nbal; k < e; ++k) {
-    add_balance(flat_asset_[k], flat_amount_[k], value, t.oldest);
-  }
-  t.collateral = value / assets_[fa.margin].price;
-  if (fa.kind == FlatKind::cross || fa.kind == FlatKind::cross_orders) {
-    const Sums s = fa.kind == FlatKind::cross
-                       ? standard_sums(fa.npos, flat_positions(fa), fa.margin, t.oldest)
-                       : standard_sums(fa.npos, flat_positions_orders(fa), fa.margin, t.oldest);
-    t.im = s.im;
-    t.mm = s.mm;
-    t.eq = s.eq;
-  } else if (!flat_portfolio_totals(fa, t)) {
-    return false;
-  }
-  t.priced = t.all_finite();
-  out = figures(fa.margin, t, fa.npos > 0);
-  return true;
+  t.collateral = flat_collateral(fa, nullptr);
+  const Sums s = fa.kind == FlatKind::cross
+                     ? standard_sums(fa.npos, flat_positions(fa), fa.margin, nullptr)
+                     : standard_sums(fa.npos, flat_positions_orders(fa), fa.margin, nullptr);
+  t.im = s.im;
+  t.mm = s.mm;
+  t.eq = s.eq;
+  return finish(t);
 }
 
 void Engine::ensure_state() {
   ensure_risk();
   if (istate_stamp_.value == stamp_ && istate_.size() == instruments_.size()) return;
   istate_.resize(instruments_.size());
-  icurve_.resize(instruments_.size());
   curve_pieces_.resize(2 * instruments_.size());
   for (std::size_t i = 0; i < instruments_.size(); ++i) {
     const InstrumentSpec& in = instruments_[i];
@@ -778,7 +779,7 @@ void Engine::ensure_state() {
                                                             : 0.0;
     st.ek = inverse_future ? -1.0 : futures ? 1.0 : 0.0;
     const MarginModel& m = models_[in.model];
-    InstrumentCurve& c = icurve_[i];
+    InstrumentCurve& c = st.curve;
     c.curve = requirement_curve(m, in.terms, mark, index_of(in), &curve_pieces_[2 * i]);
     c.general = (m.oi_upper > 0.0 && open_interest_[i] > 0.0) ||
                 (m.kind == ModelKind::tiered && m.value_at_entry) || m.brackets.size() > kShortCurve;

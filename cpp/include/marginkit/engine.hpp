@@ -439,9 +439,12 @@ class Engine {
     int account, instrument;
     double qty, price;
   };
-  // Per position, in the account's margin asset.
+  // Per position: IM, MM and equity (value or unrealised P&L).
   struct Contribution {
     double im, mm, equity;
+    // In another asset, f of it per unit. x 1 is exact, so a position that
+    // settles in the margin asset skips this and keeps its bits.
+    Contribution in(double f) const noexcept { return {im * f, mm * f, equity * f}; }
   };
   // What a trade would change (margin asset).
   struct TradeEffect {
@@ -475,23 +478,41 @@ class Engine {
   struct Sums {
     double im = 0.0, mm = 0.0, eq = 0.0;
   };
-  // pos(k) gives the k-th of n positions (an Account's, or the flat book's).
+  // pos(k) gives the k-th of n positions (an Account's, or the flat book's);
+  // oldest (in and out) may be null where it is not wanted (batch passes).
+  // The positions on their curve (all, commonly) run through a loop with no
+  // call in it and no variable whose address is taken, which keeps its sums
+  // in registers; from the first that is not, general_sums takes the rest.
+  // Positions are added in their order either way, so the sums keep their bits.
   template <class PositionAt>
-  Sums standard_sums(std::size_t n, PositionAt pos, int margin, double& oldest) const noexcept {
+  Sums standard_sums(std::size_t n, PositionAt pos, int margin, double* oldest) const noexcept {
     const double margin_price = assets_[margin].price;
-    double im = 0.0, mm = 0.0, eq = 0.0, old = oldest;
-    for (std::size_t k = 0; k < n; ++k) {
+    const InstrumentState* const states = istate_.data();
+    Sums s;
+    double old = oldest ? *oldest : 0.0;
+    std::size_t k = 0;
+    for (; k < n; ++k) {
+      const Position p = pos(k);
+      const InstrumentState& st = states[p.instrument];
+      if (!on_curve(p, st.curve)) break;
+      if (oldest) old = std::min(old, st.time);
+      add_contribution(s, st, curve_contribution(p, st), margin, margin_price);
+    }
+    if (oldest) *oldest = old;
+    return k < n ? general_sums(k, n, pos, margin, s, oldest) : s;
+  }
+  template <class PositionAt>
+  __attribute__((noinline)) Sums general_sums(std::size_t k, std::size_t n, PositionAt pos,
+                                              int margin, Sums s,
+                                              double* oldest) const noexcept {
+    const double margin_price = assets_[margin].price;
+    for (; k < n; ++k) {
       const Position p = pos(k);
       const InstrumentState& st = istate_[p.instrument];
-      old = std::min(old, st.time);
-      const double f = st.settle == margin ? 1.0 : assets_[st.settle].price / margin_price;
-      const Contribution c = standard_contribution(p, st, f);
-      im += c.im;
-      mm += c.mm;
-      eq += c.equity;
+      if (oldest) *oldest = std::min(*oldest, st.time);
+      add_contribution(s, st, standard_contribution(p, st), margin, margin_price);
     }
-    oldest = old;
-    return {im, mm, eq};
+    return s;
   }
   // The position source of an account's vector (flat_positions: the flat book's).
   static auto positions_of(const Account& a) noexcept {
@@ -534,8 +555,29 @@ class Engine {
     Health state;
   };
   Figures figures(const Account& a) const noexcept;
-  Figures figures(int margin, const Totals& t, bool has_risk) const noexcept;
-  Health health(double equity, double mm, bool has_risk) const noexcept;
+  // Inline, so that a batch pass keeps its totals in registers.
+  Figures figures(int margin, const Totals& t, bool has_risk) const noexcept {
+    const Quantum& q = assets_[margin].quantum;
+    Figures f;
+    f.equity = round_down(t.collateral + t.eq, q);
+    const auto req = round_up2(detail::f64x2{t.im, t.mm}, q);
+    f.im = req[0];
+    f.mm = req[1];
+    f.state = health(f.equity, f.mm, has_risk);
+    if (!t.priced) f.equity = f.im = f.mm = std::numeric_limits<double>::quiet_NaN();
+    return f;
+  }
+  // Without branches (a book's states are data, and mispredicted): with
+  // warning >= reduce_only >= liquidation > 0 and mm > 0, the number of
+  // thresholds x MM that equity is below is the state's level.
+  Health health(double equity, double mm, bool has_risk) const noexcept {
+    const bool bankrupt = equity < 0.0 || (has_risk && equity == 0.0 && mm > 0.0);
+    const int below = (equity < thresholds_.warning * mm ? 1 : 0) +
+                      (equity < thresholds_.reduce_only * mm ? 1 : 0) +
+                      (equity < thresholds_.liquidation * mm ? 1 : 0);
+    const int level = mm > 0.0 ? below : 0;
+    return static_cast<Health>(bankrupt ? static_cast<int>(Health::bankrupt) : level);
+  }
   Position& slot(Account& a, int instrument);
   void drop_empty(Account& a);
   // An account changed: its cached sums and its flat-book copy are stale.
@@ -660,13 +702,6 @@ class Engine {
     const int set = underlying_set_[in.underlying];
     return sets_[set].joint() ? -1 - set : in.underlying;
   }
-  // The requirement curve at today's prices; general: the model needs more
-  // than eval_curve16 (an open-interest IMF in force, values at entry, or more
-  // than 16 brackets).
-  struct alignas(64) InstrumentCurve {
-    RequirementCurve curve;
-    bool general;
-  };
   // Short option units of a position of q contracts: max(0, -q) x short_cs,
   // to the bit ((|q| - q) / 2 is exact), without a branch on q's sign (a random
   // book mispredicts it). The kernels' option_group computes it alike.
@@ -679,22 +714,32 @@ class Engine {
     const double h = st.ek < 0.0 ? 1.0 / p.entry : p.entry;
     return p.size * st.cs * (st.em - st.ek * h);
   }
-  // contribution_at() for a position of a cross (standard-margin) refresh;
-  // out of line, so the common positions' loop keeps its sums in registers.
-  Contribution general_contribution(const Position& p, double f) const noexcept;
-  // contribution_at() of a position (f: settlement to margin asset): the
-  // common one from its instrument's curve, the rest by general_contribution.
-  Contribution standard_contribution(const Position& p, const InstrumentState& st,
-                                     double f) const noexcept {
-    const InstrumentCurve& c = icurve_[p.instrument];
-    if (p.size != 0.0 && !(p.bids > 0.0) && !(p.asks > 0.0) && !c.general) {
-      const Requirement r = eval_curve16(c.curve, p.size);
-      return {r.im * f, r.mm * f, state_value(st, p) * f};
-    }
-    return general_contribution(p, f);
+  // contribution_at() for a position of a cross (standard-margin) refresh, in
+  // its settlement asset (out of line: the uncommon case).
+  Contribution general_contribution(const Position& p) const noexcept;
+  // A position whose contribution its instrument's curve c gives (the common one).
+  static bool on_curve(const Position& p, const InstrumentCurve& c) noexcept {
+    return p.size != 0.0 && !(p.bids > 0.0) && !(p.asks > 0.0) && !c.general;
+  }
+  static Contribution curve_contribution(const Position& p, const InstrumentState& st) noexcept {
+    const Requirement r = eval_curve16(st.curve.curve, p.size);
+    return {r.im, r.mm, state_value(st, p)};
+  }
+  // contribution_at() of a position in its settlement asset (st: its
+  // instrument's state): from the curve if on_curve, else by
+  // general_contribution. Callers convert it with Contribution::in.
+  Contribution standard_contribution(const Position& p, const InstrumentState& st) const noexcept {
+    return on_curve(p, st.curve) ? curve_contribution(p, st) : general_contribution(p);
+  }
+  // Adds a position's contribution c (settlement asset) to s in the margin asset.
+  void add_contribution(Sums& s, const InstrumentState& st, Contribution c, int margin,
+                        double margin_price) const noexcept {
+    if (st.settle != margin) c = c.in(assets_[st.settle].price / margin_price);
+    s.im += c.im;
+    s.mm += c.mm;
+    s.eq += c.equity;
   }
   std::vector<InstrumentState> istate_;
-  std::vector<InstrumentCurve> icurve_;
   std::vector<CurvePiece> curve_pieces_;  // per instrument: an option's pieces (2)
   // The stamp of the tables above. They point into this engine (risk rows,
   // models' curve tables, curve_pieces_), so a copy of the engine does not
@@ -850,6 +895,15 @@ class Engine {
   // An account's figures from the flat book; false for kind other (and for a
   // portfolio account the batch path does not cover).
   bool flat_figures(const FlatAccount& fa, Figures& out) const;
+  // collateral_of() of a flat account; oldest as there (null: not wanted).
+  double flat_collateral(const FlatAccount& fa, double* oldest) const noexcept {
+    double value = 0.0, old = oldest ? *oldest : 0.0;
+    for (std::size_t k = fa.bal, e = fa.bal + fa.nbal; k < e; ++k) {
+      add_balance(flat_asset_[k], flat_amount_[k], value, old);
+    }
+    if (oldest) *oldest = old;
+    return value / assets_[fa.margin].price;
+  }
   // Account i's figures in a batch pass (after sync_flat): from the flat book,
   // else refreshed from the account (thread-safe across distinct accounts).
   Figures account_figures(std::size_t i);

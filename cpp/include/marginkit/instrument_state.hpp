@@ -1,11 +1,22 @@
 // What the engine's passes read of an instrument, gathered once per market
 // state (Engine::ensure_state). Plain data: the SIMD kernels read it too
-// (kernels/kernel_table.hpp), so it has no member functions.
+// (kernels/kernel_table.hpp), so it has no member functions, and the kernels
+// use none of margin.hpp's.
 #pragma once
+
+#include "marginkit/margin.hpp"
 
 namespace marginkit {
 
-struct alignas(64) InstrumentState {  // one cache line
+// The requirement curve at today's prices; general: the model needs more
+// than eval_curve16 (an open-interest IMF in force, values at entry, or more
+// than 16 brackets).
+struct alignas(64) InstrumentCurve {
+  RequirementCurve curve;
+  bool general;
+};
+
+struct alignas(64) InstrumentState {  // two cache lines: the first, then the curve
   double time;       // the oldest of its mark and its assets' prices
   double delta;      // delta units per contract (risk arrays)
   double cs;         // contract size
@@ -16,6 +27,9 @@ struct alignas(64) InstrumentState {  // one cache line
   double em, ek;
   const double* row;  // risk-array row; nullptr: no scenario set applies
   int settle, group;  // settlement asset; scenario group key
+  // Standard margin's curve, in the same entry as the rest: a cross pass
+  // reads both from one base and offset, which leaves its loop a register.
+  InstrumentCurve curve;
 };
 
 }  // namespace marginkit

@@ -59,8 +59,11 @@ struct Bracket {
 inline constexpr std::size_t kMaxBrackets = 64;  // curve tables are padded to this
 inline constexpr std::size_t kShortCurve = 16;   // pieces eval_curve16 covers
 
+// The IM and MM constants side by side (im_a, mm_a, then im_c, mm_c): a
+// position's two requirements are then evaluated as one pair, each constant
+// pair loaded as it lies.
 struct CurvePiece {
-  double im_a = 0.0, im_c = 0.0, mm_a = 0.0, mm_c = 0.0;
+  double im_a = 0.0, mm_a = 0.0, im_c = 0.0, mm_c = 0.0;
 };
 
 // Floors of a one-piece curve: 0, then +inf.
@@ -276,6 +279,40 @@ inline double round_down(double x, const Quantum& q) noexcept {
   if (!(q.q > 0.0) || !std::isfinite(x)) return x;
   const double n = detail::multiples(x, q);
   return detail::scale_back(std::floor(n + detail::slack(n)), q) + 0.0;
+}
+
+namespace detail {
+typedef double f64x2 __attribute__((vector_size(16)));
+typedef long long i64x2 __attribute__((vector_size(16)));
+inline f64x2 abs2(f64x2 x) noexcept {
+  return reinterpret_cast<f64x2>(reinterpret_cast<i64x2>(x) & ~(i64x2{1, 1} << 63));
+}
+// std::ceil of each lane, without a branch (the engine is built for baseline
+// x86-64, which has no rounding instruction): below 2^52 in magnitude, adding
+// and taking away 2^52 with n's sign rounds n to an integer (the nearest),
+// raised by 1 if it fell below n; from 2^52 on, and for inf and NaN, n is its
+// own ceiling. A zero ceiling may come out as +0 where std::ceil gives -0;
+// round_up2 adds 0.0 at the end, which makes both +0.
+inline f64x2 ceil2(f64x2 n) noexcept {
+  const f64x2 big = {0x1p52, 0x1p52};
+  const i64x2 sign = reinterpret_cast<i64x2>(n) & (i64x2{1, 1} << 63);
+  const f64x2 magic = reinterpret_cast<f64x2>(sign | reinterpret_cast<i64x2>(big));
+  f64x2 r = (n + magic) - magic;
+  r += reinterpret_cast<f64x2>((r < n) & reinterpret_cast<i64x2>(f64x2{1.0, 1.0}));
+  return abs2(n) < big ? r : n;
+}
+}  // namespace detail
+
+// round_up of two amounts at once: each lane exactly as round_up(x, q) gives
+// it, in about the instructions of one (batch passes round IM and MM together).
+inline detail::f64x2 round_up2(detail::f64x2 x, const Quantum& q) noexcept {
+  using detail::f64x2;
+  if (!(q.q > 0.0)) return x;
+  const f64x2 n = q.decimal ? x * q.inv : x / q.q;
+  const f64x2 c = detail::ceil2(n - detail::abs2(n) * 1e-14);
+  const f64x2 r = (q.decimal ? c / q.inv : c * q.q) + 0.0;
+  const f64x2 finite = {std::numeric_limits<double>::max(), std::numeric_limits<double>::max()};
+  return detail::abs2(x) <= finite ? r : x;
 }
 
 inline double round_up(double x, double quantum) noexcept {
