@@ -183,7 +183,8 @@ void set_num_threads(int n) {
 }
 
 void parallel_for(std::size_t n, std::size_t grain,
-                  const std::function<void(std::size_t, std::size_t)>& fn) {
+                  const std::function<void(std::size_t, std::size_t)>& fn,
+                  std::size_t per_thread) {
   if (n == 0) return;
   grain = std::max<std::size_t>(grain, 1);
   std::unique_lock<std::mutex> lock(job_mutex(), std::try_to_lock);
@@ -193,7 +194,8 @@ void parallel_for(std::size_t n, std::size_t grain,
   }
   const auto threads = static_cast<std::size_t>(pool()->size());
   // A few chunks per thread balance uneven work; never below the grain.
-  std::size_t chunk = std::max(grain, (n + 4 * threads - 1) / (4 * threads));
+  const std::size_t chunks = std::max<std::size_t>(per_thread, 1) * threads;
+  std::size_t chunk = std::max(grain, (n + chunks - 1) / chunks);
   pool()->run(n, chunk, fn);
 }
 

@@ -18,7 +18,11 @@ int num_threads() noexcept;
 // Sets the pool size; n <= 0 means the number of hardware threads.
 void set_num_threads(int n);
 
+// Chunks: at least `grain` elements, and about `per_thread` chunks a thread
+// (more chunks balance better when one thread runs slower, as a VM's second
+// vCPU may; fewer repeat less per-chunk setup).
 void parallel_for(std::size_t n, std::size_t grain,
-                  const std::function<void(std::size_t begin, std::size_t end)>& fn);
+                  const std::function<void(std::size_t begin, std::size_t end)>& fn,
+                  std::size_t per_thread = 4);
 
 }  // namespace marginkit
