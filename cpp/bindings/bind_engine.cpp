@@ -129,6 +129,23 @@ py::dict spot_dict(const SpotLiquidation& s) {
 }  // namespace
 
 void register_engine(py::module_& m) {
+  // The engine's money rounding (equity down, IM and MM up: round_figures), for
+  // tests against an independent formula; not public API.
+  m.def("_round_figures", [](py::array_t<double, py::array::c_style | py::array::forcecast> x,
+                             double quantum) {
+    const auto n = x.size();
+    py::array_t<double> equity(n), im(n), mm(n);
+    const Quantum q(quantum);
+    const double* px = x.data();
+    double *pe = equity.mutable_data(), *pi = im.mutable_data(), *pm = mm.mutable_data();
+    for (py::ssize_t i = 0; i < n; ++i) {
+      const MoneyFigures r = round_figures(px[i], px[i], -px[i], q);
+      pe[i] = r.equity;
+      pi[i] = r.im;
+      pm[i] = r.mm;
+    }
+    return py::make_tuple(equity, im, mm);
+  }, py::arg("x"), py::arg("quantum"));
   py::class_<OrderCheck>(m, "OrderCheck", "Result of a pre-trade check.")
       .def_readonly("accepted", &OrderCheck::accepted)
       .def_property_readonly("reason", [](const OrderCheck& c) { return reason_name(c.reason); })

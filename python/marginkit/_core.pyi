@@ -616,6 +616,9 @@ class DeriveResult:
     @property
     def collateral_values(self) -> F64: ...
 
+def _round_figures(x: F64, quantum: float) -> tuple[F64, F64, F64]:
+    """Money rounding of each value as equity (down), IM and MM (up; MM of -x)."""
+
 def black76(
     n: int,
     cp: I8,

@@ -559,10 +559,10 @@ class Engine {
   Figures figures(int margin, const Totals& t, bool has_risk) const noexcept {
     const Quantum& q = assets_[margin].quantum;
     Figures f;
-    f.equity = round_down(t.collateral + t.eq, q);
-    const auto req = round_up2(detail::f64x2{t.im, t.mm}, q);
-    f.im = req[0];
-    f.mm = req[1];
+    const MoneyFigures r = round_figures(t.collateral + t.eq, t.im, t.mm, q);
+    f.equity = r.equity;
+    f.im = r.im;
+    f.mm = r.mm;
     f.state = health(f.equity, f.mm, has_risk);
     if (!t.priced) f.equity = f.im = f.mm = std::numeric_limits<double>::quiet_NaN();
     return f;

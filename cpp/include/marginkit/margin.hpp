@@ -315,6 +315,18 @@ inline detail::f64x2 round_up2(detail::f64x2 x, const Quantum& q) noexcept {
   return detail::abs2(x) <= finite ? r : x;
 }
 
+// An account's money figures, rounded so that none favours the account:
+// equity down, IM and MM up (round_down, and round_up of each to the bit, the
+// pair at once without a libm call). Equity as -round_up2(-e) would avoid
+// floor's call too, to the bit, but measured 8 % slower on the cross pass.
+struct MoneyFigures {
+  double equity, im, mm;
+};
+inline MoneyFigures round_figures(double equity, double im, double mm, const Quantum& q) noexcept {
+  const detail::f64x2 up = round_up2(detail::f64x2{im, mm}, q);
+  return {round_down(equity, q), up[0], up[1]};
+}
+
 inline double round_up(double x, double quantum) noexcept {
   return round_up(x, Quantum(quantum));
 }
