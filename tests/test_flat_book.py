@@ -48,6 +48,22 @@ def venue() -> mk.Engine:
     return e
 
 
+def add_option_books(e, rng, instruments, n=40, spread=0.0):
+    """n portfolio accounts (USDC) of 1-11 of the instruments each, a third of
+    them hedged pairwise, the rest one-sided, filled within `spread` of the mark."""
+    for k in range(n):
+        a = f"p{k}"
+        e.add_account(a, "USDC")
+        e.set_mode(a, "portfolio")
+        e.deposit(a, "USDC", 5e6)
+        names = rng.choice(instruments, size=int(rng.integers(1, 12)), replace=False)
+        side = float(rng.choice([-1.0, 1.0]))
+        for j, name in enumerate(names):
+            sign = side * (-1.0) ** j if k % 3 == 0 else side
+            price = e.mark(name) * float(rng.uniform(1.0 - spread, 1.0 + spread))
+            e.fill(a, name, sign * float(rng.integers(1, 10)), price, fee=0.0)
+
+
 def random_fill(e, rng, account, instruments):
     name = instruments[int(rng.integers(len(instruments)))]
     mark = e.mark(name)
@@ -209,17 +225,7 @@ def test_batch_worst_loss_is_the_summarys_on_every_kernel_path(isa):
         e.set_scenarios("BTC", "set_BTC")
         e.set_scenarios("SOL", "set_SOL")
         options = [n for n in e.instruments if n.count("-") == 3 and not n.startswith("ETH")]
-        for k in range(40):
-            a = f"p{k}"
-            e.add_account(a, "USDC")
-            e.set_mode(a, "portfolio")
-            e.deposit(a, "USDC", 5e6)
-            names = rng.choice(options, size=int(rng.integers(1, 12)), replace=False)
-            side = float(rng.choice([-1.0, 1.0]))
-            for j, name in enumerate(names):
-                # a third of the books hedged pairwise, the rest one-sided
-                sign = side * (-1.0) ** j if k % 3 == 0 else side
-                e.fill(a, name, sign * float(rng.integers(1, 10)), e.mark(name), fee=0.0)
+        add_option_books(e, rng, options)
         assert_batch_equals_summaries(e, isa)
         e.set_price("BTC", e.price("BTC") * 1.07, 1.0)
         assert_batch_equals_summaries(e, f"{isa}, BTC up")
@@ -240,14 +246,7 @@ def test_every_shape_of_portfolio_account_gives_its_summary(margin_settled, opti
              if (n.startswith("SOL_USDC") if margin_settled else n.startswith("BTC"))
              and (n.count("-") == 3 or not options_only)]
     assert any(n.count("-") != 3 for n in names) != options_only
-    for k in range(25):
-        a = f"p{k}"
-        e.add_account(a, "USDC")
-        e.set_mode(a, "portfolio")
-        e.deposit(a, "USDC", 5e6)
-        for name in rng.choice(names, size=int(rng.integers(1, 9)), replace=False):
-            qty = float(rng.choice([-1.0, 1.0]) * rng.integers(1, 10))
-            e.fill(a, name, qty, e.mark(name) * float(rng.uniform(0.97, 1.03)), fee=0.0)
+    add_option_books(e, rng, names, n=25, spread=0.03)
     assert_batch_equals_summaries(e, "as filled")
     e.set_price("BTC", e.price("BTC") * 0.93, 1.0)
     e.set_price("SOL", e.price("SOL") * 1.05, 1.0)
@@ -272,16 +271,7 @@ def test_the_one_kernel_pass_over_an_accounts_groups_gives_its_summary(isa):
                              mark=e.mark(name) * btc)
         options = [n for n in e.instruments if n.count("-") == 3 and "_USDC" in n]
         assert {n[:3] for n in options} == {"BTC", "SOL"}
-        for k in range(40):
-            a = f"p{k}"
-            e.add_account(a, "USDC")
-            e.set_mode(a, "portfolio")
-            e.deposit(a, "USDC", 5e6)
-            names = rng.choice(options, size=int(rng.integers(1, 12)), replace=False)
-            side = float(rng.choice([-1.0, 1.0]))
-            for j, name in enumerate(names):
-                sign = side * (-1.0) ** j if k % 3 == 0 else side
-                e.fill(a, name, sign * float(rng.integers(1, 10)), e.mark(name), fee=0.0)
+        add_option_books(e, rng, options)
         assert_batch_equals_summaries(e, isa)
         e.set_price("BTC", btc * 0.94, 1.0)
         assert_batch_equals_summaries(e, f"{isa}, BTC down")
