@@ -708,7 +708,8 @@ bool Engine::flat_portfolio_sums(const FlatAccount& fa, Totals& t) const {
       shorts += short_units(q, st.short_cs);
       delta += q * st.delta;
       // Options: ek = 0, so state_value() is q cs (em - 0 h) = q cs em.
-      const double v = (kShape & kOptionsOnly) ? q * st.cs * st.em : state_value(st, {-1, q, entry[s]});
+      const double v =
+          (kShape & kOptionsOnly) ? q * st.cs * st.em : state_value(st, {-1, q, entry[s]});
       if constexpr ((kShape & kMarginSettled) != 0) {  // f = 1: x f = x
         w[s] = q;
         value[index[s]] = v;
