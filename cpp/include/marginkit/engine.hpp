@@ -704,7 +704,7 @@ class Engine {
   }
   // Short option units of a position of q contracts: max(0, -q) x short_cs,
   // to the bit ((|q| - q) / 2 is exact), without a branch on q's sign (a random
-  // book mispredicts it). The kernels' option_group computes it alike.
+  // book mispredicts it). The kernels' option_account computes it alike.
   static double short_units(double q, double short_cs) noexcept {
     return (std::fabs(q) - q) * 0.5 * short_cs;
   }

@@ -35,9 +35,9 @@ struct RiskGridInputs {
 // A flat-book portfolio account whose positions are all options settled in
 // its margin asset (Engine::flat_portfolio_sums), its scenario groups all of
 // one padded length len (at most kOptionGroupVectors vectors) and measured by
-// their worst loss: npos positions (instrument ids, signed sizes, each one's
-// index in the account), laid out by group (runs[g] positions in group g, of
-// weights[g]), and their instruments' states.
+// their worst loss: its positions (instrument ids, signed sizes, each one's
+// index in the account), laid out by group (runs[g] positions in group g, whose
+// set's weights are weights[g]), and their instruments' states.
 inline constexpr int kOptionGroupVectors = 8;
 struct OptionAccount {
   const InstrumentState* state = nullptr;  // per instrument id
