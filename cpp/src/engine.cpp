@@ -631,14 +631,6 @@ void Engine::sync_flat() {
   flat_dirty_.reserve(n);  // flat_stale() never allocates: each account is listed once
 }
 
-Engine::Figures Engine::account_figures(std::size_t i) {
-  Figures s;
-  if (flat_figures(flat_[i], s)) return s;
-  Account& a = accounts_[i];
-  refresh_sums(a);
-  return figures(a);
-}
-
 void Engine::evaluate_all(double* equity, double* im, double* mm, double* available,
                           std::int8_t* state) {
   ensure_state();  // once, here: refreshing accounts on many threads only reads it
@@ -646,14 +638,27 @@ void Engine::evaluate_all(double* equity, double* im, double* mm, double* availa
   // 32 chunks a thread (a 1,000,000-account book: ~2 ms each): a thread that
   // runs slower (a VM's second vCPU may) leaves the other at most one short
   // chunk to wait for. A/B against 4 a thread: 2-8 % faster, within the noise.
+  // Accounts go in blocks of 32: first their totals, then their figures. One
+  // account's figures wait on a long chain (its sums, then rounding and
+  // state); apart, the core overlaps the figures of many accounts (A/B: the
+  // portfolio pass 12 % faster, the cross pass 6-8 %).
   parallel_for(accounts_.size(), 4096, [&](std::size_t b, std::size_t e) {
-    for (std::size_t i = b; i < e; ++i) {
-      const Figures s = account_figures(i);
-      if (equity) equity[i] = s.equity;
-      if (im) im[i] = s.im;
-      if (mm) mm[i] = s.mm;
-      if (available) available[i] = s.equity - s.im;
-      if (state) state[i] = static_cast<std::int8_t>(s.state);
+    constexpr std::size_t kBlock = 32;
+    Totals t[kBlock];
+    bool flat[kBlock];
+    for (std::size_t i0 = b; i0 < e; i0 += kBlock) {
+      const std::size_t n = std::min(kBlock, e - i0);
+      for (std::size_t k = 0; k < n; ++k) flat[k] = flat_totals(flat_[i0 + k], t[k]);
+      for (std::size_t k = 0; k < n; ++k) {
+        const std::size_t i = i0 + k;
+        const Figures s =
+            flat[k] ? figures(flat_[i].margin, t[k], flat_[i].npos > 0) : refreshed_figures(i);
+        if (equity) equity[i] = s.equity;
+        if (im) im[i] = s.im;
+        if (mm) mm[i] = s.mm;
+        if (available) available[i] = s.equity - s.im;
+        if (state) state[i] = static_cast<std::int8_t>(s.state);
+      }
     }
   }, 32);
 }

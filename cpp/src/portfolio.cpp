@@ -731,30 +731,21 @@ bool Engine::flat_portfolio_sums(const FlatAccount& fa, Totals& t) const {
   return true;
 }
 
-bool Engine::flat_figures(const FlatAccount& fa, Figures& out) const {
+bool Engine::flat_totals(const FlatAccount& fa, Totals& t) const {
   if (fa.kind == FlatKind::other || fa.kind == FlatKind::stale) return false;
-  auto finish = [&](Totals& t) {
-    t.priced = t.all_finite();
-    out = figures(fa.margin, t, fa.npos > 0);
-    return true;
-  };
-  // A batch pass reports no staleness: no oldest price time. The cross path
-  // has a Totals of its own, whose address is never taken (figures() is
-  // inline), so that it stays in registers.
-  if (fa.kind == FlatKind::portfolio) {
-    Totals t;
-    t.collateral = flat_collateral(fa, nullptr);
-    return flat_portfolio_totals(fa, t) && finish(t);
-  }
-  Totals t;
   t.collateral = flat_collateral(fa, nullptr);
-  const Sums s = fa.kind == FlatKind::cross
-                     ? standard_sums(fa.npos, flat_positions(fa), fa.margin, nullptr)
-                     : standard_sums(fa.npos, flat_positions_orders(fa), fa.margin, nullptr);
-  t.im = s.im;
-  t.mm = s.mm;
-  t.eq = s.eq;
-  return finish(t);
+  if (fa.kind == FlatKind::portfolio) {
+    if (!flat_portfolio_totals(fa, t)) return false;
+  } else {
+    const Sums s = fa.kind == FlatKind::cross
+                       ? standard_sums(fa.npos, flat_positions(fa), fa.margin, nullptr)
+                       : standard_sums(fa.npos, flat_positions_orders(fa), fa.margin, nullptr);
+    t.im = s.im;
+    t.mm = s.mm;
+    t.eq = s.eq;
+  }
+  t.priced = t.all_finite();
+  return true;
 }
 
 void Engine::ensure_state() {

@@ -892,9 +892,10 @@ class Engine {
   void fill_flat(std::size_t i);      // its copy, into its slots
   void size_flat(std::size_t positions, std::size_t balances);
   void pack_flat(std::size_t i);      // classify and fill, in its slots or new ones
-  // An account's figures from the flat book; false for kind other (and for a
+  // An account's totals from the flat book (all but the oldest price time: a
+  // batch pass reports no staleness); false for kind other (and for a
   // portfolio account the batch path does not cover).
-  bool flat_figures(const FlatAccount& fa, Figures& out) const;
+  bool flat_totals(const FlatAccount& fa, Totals& t) const;
   // collateral_of() of a flat account; oldest as there (null: not wanted).
   double flat_collateral(const FlatAccount& fa, double* oldest) const noexcept {
     double value = 0.0, old = oldest ? *oldest : 0.0;
@@ -906,7 +907,15 @@ class Engine {
   }
   // Account i's figures in a batch pass (after sync_flat): from the flat book,
   // else refreshed from the account (thread-safe across distinct accounts).
-  Figures account_figures(std::size_t i);
+  Figures account_figures(std::size_t i) {
+    Totals t;
+    return flat_totals(flat_[i], t) ? figures(flat_[i].margin, t, flat_[i].npos > 0)
+                                    : refreshed_figures(i);
+  }
+  Figures refreshed_figures(std::size_t i) {
+    refresh_sums(accounts_[i]);
+    return figures(accounts_[i]);
+  }
   // Adds the requirement of one group of a batch path (its positions' rows and
   // weights) to sum; false if its set is longer than the batch paths cover.
   bool add_group(const BatchGroup& g, const simd::KernelTable& k, std::size_t count,
