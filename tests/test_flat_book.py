@@ -277,3 +277,42 @@ def test_the_one_kernel_pass_over_an_accounts_groups_gives_its_summary(isa):
         assert_batch_equals_summaries(e, f"{isa}, BTC down")
     finally:
         mk.set_isa(before)
+
+
+@pytest.mark.parametrize("isa", mk.build_info()["isa_available"])
+def test_the_cross_kernel_pass_gives_each_accounts_summary(isa):
+    """Cross accounts without resting orders run through the kernels'
+    cross_curve_sums (compiled per instruction set, with a piece count of its
+    own) up to the first position whose curve is general, and the engine's loop
+    from there. On every kernel path the batch pass must give summary() to the
+    bit: brackets crossed at every size, a model of more brackets than the
+    short curve holds, linear and inverse instruments, options, and positions
+    settled in an asset other than the margin asset (BTC, USDC and ETH
+    accounts), before and after a market move."""
+    before = mk.build_info()["isa"]
+    mk.set_isa(isa)
+    try:
+        rng = np.random.default_rng(53)
+        e = venue()
+        btc = e.price("BTC")
+        for name, n in (("TIERS", 12), ("LONGTABLE", 20)):  # 20 > the short curve's 16
+            table = [(10_000.0 * k, 0.004 * (k + 1), 0.008 * (k + 1)) for k in range(n)]
+            e.add_model(name.lower(), "tiered", brackets=table)
+            e.add_instrument(f"BTC_USDC-{name}", model=name.lower(), kind="perpetual",
+                             underlying="BTC", settle="USDC", mark=btc * 1.001)
+        names = e.instruments
+        for k in range(60):
+            a = f"x{k}"
+            e.add_account(a, ("USDC", "BTC", "ETH")[k % 3])
+            e.deposit(a, "USDC", 3e6)
+            e.deposit(a, "BTC", 30.0)
+            for j in rng.choice(len(names), size=int(rng.integers(1, 11)), replace=False):
+                name = names[int(j)]
+                qty = float(rng.choice([-1.0, 1.0]) * rng.uniform(0.05, 4.0))
+                e.fill(a, name, qty, e.mark(name) * float(rng.uniform(0.97, 1.03)), fee=0.0)
+        assert_batch_equals_summaries(e, isa)
+        e.set_price("BTC", btc * 1.06, 1.0)
+        e.set_price("ETH", e.price("ETH") * 0.95, 1.0)
+        assert_batch_equals_summaries(e, f"{isa}, moved")
+    finally:
+        mk.set_isa(before)

@@ -736,10 +736,25 @@ bool Engine::flat_totals(const FlatAccount& fa, Totals& t) const {
   t.collateral = flat_collateral(fa, nullptr);
   if (fa.kind == FlatKind::portfolio) {
     if (!flat_portfolio_totals(fa, t)) return false;
+  } else if (fa.kind == FlatKind::cross) {
+    // standard_sums, its loop in the kernels (compiled for the instruction
+    // set; a cross pass is bound by its instructions' number).
+    const simd::CrossAccount a{istate_.data(),
+                               asset_price_.data(),
+                               flat_inst_.data() + fa.pos,
+                               flat_size_.data() + fa.pos,
+                               flat_entry_.data() + fa.pos,
+                               fa.npos,
+                               fa.margin};
+    simd::CrossSums c;
+    const std::size_t k = simd::active_kernels().cross_curve_sums(a, c);
+    Sums s{c.im, c.mm, c.eq};
+    if (k < fa.npos) s = general_sums(k, fa.npos, flat_positions(fa), fa.margin, s, nullptr);
+    t.im = s.im;
+    t.mm = s.mm;
+    t.eq = s.eq;
   } else {
-    const Sums s = fa.kind == FlatKind::cross
-                       ? standard_sums(fa.npos, flat_positions(fa), fa.margin, nullptr)
-                       : standard_sums(fa.npos, flat_positions_orders(fa), fa.margin, nullptr);
+    const Sums s = standard_sums(fa.npos, flat_positions_orders(fa), fa.margin, nullptr);
     t.im = s.im;
     t.mm = s.mm;
     t.eq = s.eq;
@@ -776,6 +791,8 @@ void Engine::ensure_state() {
     c.general = (m.oi_upper > 0.0 && open_interest_[i] > 0.0) ||
                 (m.kind == ModelKind::tiered && m.value_at_entry) || m.brackets.size() > kShortCurve;
   }
+  asset_price_.resize(assets_.size());
+  for (std::size_t u = 0; u < assets_.size(); ++u) asset_price_[u] = assets_[u].price;
   batch_groups_.assign(assets_.size(), BatchGroup{});
   for (std::size_t u = 0; u < assets_.size(); ++u) {
     const int set = underlying_set_[u];

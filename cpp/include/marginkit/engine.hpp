@@ -740,6 +740,7 @@ class Engine {
     s.eq += c.equity;
   }
   std::vector<InstrumentState> istate_;
+  std::vector<double> asset_price_;  // each asset's price, by id (the kernels read it)
   std::vector<CurvePiece> curve_pieces_;  // per instrument: an option's pieces (2)
   // The stamp of the tables above. They point into this engine (risk rows,
   // models' curve tables, curve_pieces_), so a copy of the engine does not

@@ -56,6 +56,21 @@ struct OptionGroupSums {
   double worst, shorts, delta;  // no initialisers: the kernel writes every group's
 };
 
+// A cross account's positions in the flat book (no resting orders), for
+// cross_curve_sums; asset_price: each asset's price, by id.
+struct CrossAccount {
+  const InstrumentState* state = nullptr;  // per instrument id
+  const double* asset_price = nullptr;
+  const std::int32_t* inst = nullptr;
+  const double* size = nullptr;
+  const double* entry = nullptr;
+  std::size_t n = 0;
+  int margin = 0;
+};
+struct CrossSums {
+  double im, mm, eq;  // no initialisers: the kernel writes all three
+};
+
 struct KernelTable {
   Isa isa;
   int width;  // doubles per vector
@@ -81,6 +96,10 @@ struct KernelTable {
   // value[index], in one pass over the positions, a group's scenario sums held
   // in registers: the same bits as the engine's loop and weighted_worst.
   void (*option_account)(const OptionAccount& a, OptionGroupSums* sums, double* value);
+  // Engine::standard_sums' loop over a cross account's positions, from the
+  // first while they are on their curves (nonzero size, a curve that is not
+  // general), to the bit: their sums into s; returns how many it took.
+  std::size_t (*cross_curve_sums)(const CrossAccount& a, CrossSums& s);
 };
 
 // One per compiled level; defined in kernels_<isa>.cpp.
