@@ -484,6 +484,8 @@ class Engine {
   // call in it and no variable whose address is taken, which keeps its sums
   // in registers; from the first that is not, general_sums takes the rest.
   // Positions are added in their order either way, so the sums keep their bits.
+  // The kernels' cross_curve_sums restates the first loop for the flat book's
+  // cross accounts (tests/test_flat_book.py holds them equal): change both.
   template <class PositionAt>
   Sums standard_sums(std::size_t n, PositionAt pos, int margin, double* oldest) const noexcept {
     const double margin_price = assets_[margin].price;
