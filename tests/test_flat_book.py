@@ -253,17 +253,55 @@ def test_every_shape_of_portfolio_account_gives_its_summary(margin_settled, opti
     assert_batch_equals_summaries(e, "moved")
 
 
+def add_mixed_accounts(e, rng, options, n=150):
+    """n accounts in random order, so that each block of 64 the batch pass takes
+    mixes the accounts its portfolio kernel covers (options settled in the
+    margin asset) with every kind it must leave to the engine: cross accounts,
+    portfolio accounts with an inverse option or a perpetual, one with a resting
+    order, and empty ones."""
+    kinds = rng.choice(["plain"] * 6 + ["cross", "inverse", "perpetual", "order", "empty"], n)
+    for k, kind in enumerate(kinds):
+        a = f"m{k}-{kind}"
+        e.add_account(a, "USDC")
+        if kind != "cross":
+            e.set_mode(a, "portfolio")
+        e.deposit(a, "USDC", float(rng.choice([2e4, 5e6])))
+        if kind == "empty":
+            continue
+        names = list(rng.choice(options, size=int(rng.integers(1, 12)), replace=False))
+        names += {"inverse": ["BTC-31JAN25-100000-C"], "perpetual": ["SOL_USDC-PERPETUAL"]}.get(
+            kind, [])
+        side = float(rng.choice([-1.0, 1.0]))
+        for j, name in enumerate(names):
+            sign = side * (-1.0) ** j if k % 3 == 0 else side
+            e.fill(a, name, sign * float(rng.integers(1, 10)), e.mark(name), fee=0.0)
+        if kind == "order":
+            e.place_order(a, names[0], 1.0, e.mark(names[0]))
+
+
 @pytest.mark.parametrize("isa", mk.build_info()["isa_available"])
-def test_the_one_kernel_pass_over_an_accounts_groups_gives_its_summary(isa):
+def test_the_portfolio_kernel_pass_gives_each_accounts_summary(isa):
     """Portfolio accounts of options settled in the margin asset, their groups on
-    sets of one length, take one kernel pass over all their groups
-    (option_account): on every kernel path it must give what summary() gives, to
-    the bit, for one-group and two-group accounts, hedged and one-sided."""
+    sets of one length, take one kernel call per block of accounts
+    (portfolio_block): on every kernel path it must give what summary() gives,
+    to the bit, for one- and two-group accounts, hedged and one-sided, in blocks
+    mixed with accounts it does not cover, before and after a market move, and
+    once the two underlyings' sets differ in length (two-group accounts then
+    take the engine's path)."""
     before = mk.build_info()["isa"]
     mk.set_isa(isa)
     try:
         rng = np.random.default_rng(41)
-        e = venue()  # BTC and SOL on Deribit-style sets of one length
+        e = venue()
+        # Sets of 15 and 16 scenarios (16 padded: every kernel path covers
+        # them), BTC's with every term of a group's requirement: short option
+        # and delta charges, and an IM factor
+        e.add_scenario_set("btc15", **scn.deribit(steps=2, extended=False, im_factor=1.3,
+                                                  short_option_charge=0.01, delta_charge=0.005))
+        e.add_scenario_set("sol16", **scn.span(scan_range=0.15, vol_range=0.2,
+                                               short_option_charge=0.02))
+        e.set_scenarios("BTC", "btc15")
+        e.set_scenarios("SOL", "sol16")
         btc = e.price("BTC")
         for name in [n for n in e.instruments if n.startswith("BTC-") and n.count("-") == 3]:
             linear = "BTC_USDC" + name[3:]
@@ -271,10 +309,14 @@ def test_the_one_kernel_pass_over_an_accounts_groups_gives_its_summary(isa):
                              mark=e.mark(name) * btc)
         options = [n for n in e.instruments if n.count("-") == 3 and "_USDC" in n]
         assert {n[:3] for n in options} == {"BTC", "SOL"}
-        add_option_books(e, rng, options)
+        assert "BTC-31JAN25-100000-C" in e.instruments
+        add_mixed_accounts(e, rng, options)
         assert_batch_equals_summaries(e, isa)
         e.set_price("BTC", btc * 0.94, 1.0)
         assert_batch_equals_summaries(e, f"{isa}, BTC down")
+        e.add_scenario_set("grid_SOL", **scn.simple_grid())
+        e.set_scenarios("SOL", "grid_SOL")
+        assert_batch_equals_summaries(e, f"{isa}, SOL on another grid")
     finally:
         mk.set_isa(before)
 

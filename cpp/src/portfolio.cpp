@@ -363,7 +363,7 @@ Requirement Engine::group_requirement(int set_id, int underlying, const double* 
                           margin_price);
 }
 
-Engine::GroupTerms Engine::group_terms(int set_id, int underlying) const noexcept {
+GroupTerms Engine::group_terms(int set_id, int underlying) const noexcept {
   const ScenarioSet& set = sets_[set_id];
   GroupTerms t;
   t.joint = set.joint();
@@ -634,8 +634,8 @@ bool Engine::flat_groups(const Account& a, FlatAccount& fa, std::uint8_t* slot) 
 // The positions come by group (fill_flat), and the layout is valid for the
 // scenario sets as they are: a set change bumps layout_epoch_ and sync_flat()
 // rebuilds the book, so every position has a row and its run's grid set.
-// Flattened: the shape's pass, option_account and the requirement arithmetic
-// inline here (5 % fewer instructions an account than as calls).
+// Flattened: the shape's pass and the requirement arithmetic inline here (5 %
+// fewer instructions an account than as calls).
 [[gnu::flatten]] bool Engine::flat_portfolio_totals(const FlatAccount& fa, Totals& t) const {
   if (offset_ > 0.0) return false;
   switch (fa.shape) {
@@ -650,31 +650,9 @@ bool Engine::flat_groups(const Account& a, FlatAccount& fa, std::uint8_t* slot) 
   }
 }
 
-bool Engine::option_account(const FlatAccount& fa, const simd::KernelTable& k, double* value,
-                            Requirement& req) const {
-  const std::int32_t* inst = flat_inst_.data() + fa.pos;
-  const BatchGroup* groups[kBatchGroups];
-  const double* weights[kBatchGroups];
-  std::size_t len = 0;
-  for (std::size_t g = 0, b = 0; g < fa.ngroups; b += fa.runs[g++]) {
-    groups[g] = &batch_groups_[istate_[inst[b]].group];
-    if (!groups[g]->worst || (g > 0 && groups[g]->len != len)) return false;
-    len = groups[g]->len;
-    weights[g] = groups[g]->weights;
-  }
-  if (len > simd::kOptionGroupVectors * static_cast<std::size_t>(k.width)) return false;
-  const simd::OptionAccount a{istate_.data(), inst,    flat_size_.data() + fa.pos,
-                              flat_slot_.data() + fa.pos, fa.runs, weights, fa.ngroups, len};
-  simd::OptionGroupSums sums[kBatchGroups];
-  k.option_account(a, sums, value);
-  const double margin_price = assets_[fa.margin].price;
-  for (std::size_t g = 0; g < fa.ngroups; ++g) {
-    const Requirement r =
-        groups[g]->terms.requirement(-sums[g].worst, sums[g].shorts, sums[g].delta, margin_price);
-    req.im += r.im;
-    req.mm += r.mm;
-  }
-  return true;
+simd::PortfolioBlock Engine::portfolio_block(std::size_t first, std::size_t n) const {
+  return {flat_.data() + first,  n, flat_inst_.data(),     flat_size_.data(),
+          flat_slot_.data(),     istate_.data(), batch_groups_.data(), asset_price_.data()};
 }
 
 template <std::uint8_t kShape>
@@ -689,12 +667,19 @@ bool Engine::flat_portfolio_sums(const FlatAccount& fa, Totals& t) const {
   const simd::KernelTable& kernels = simd::active_kernels();
   const int margin = fa.margin;
   const double margin_price = assets_[margin].price;
-  Requirement req;  // the groups' sums, in order of first appearance
-  bool done = false;  // by the kernels' option_account
-  if constexpr (kShape == (kMarginSettled | kOptionsOnly)) {
-    done = option_account(fa, kernels, value, req);
+  if constexpr (kShape == (kMarginSettled | kOptionsOnly)) {  // the kernels' pass, if it covers it
+    simd::PortfolioBlock one = portfolio_block(0, 1);
+    one.accounts = &fa;
+    simd::PortfolioTotals s;
+    if (kernels.portfolio_block(one, &s) != 0) {
+      t.im = s.im;
+      t.mm = s.mm;
+      t.eq = s.eq;
+      return true;
+    }
   }
-  for (std::size_t g = 0, b = 0; !done && g < fa.ngroups; b += fa.runs[g++]) {
+  Requirement req;  // the groups' sums, in order of first appearance
+  for (std::size_t g = 0, b = 0; g < fa.ngroups; b += fa.runs[g++]) {
     const std::size_t e = b + fa.runs[g];
     const BatchGroup& bg = batch_groups_[istate_[inst[b]].group];
     double shorts = 0.0, delta = 0.0;

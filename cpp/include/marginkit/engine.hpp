@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "marginkit/aligned.hpp"
+#include "marginkit/flat_book.hpp"
 #include "marginkit/instrument_state.hpp"
 #include "marginkit/liquidation.hpp"
 #include "marginkit/margin.hpp"
@@ -39,6 +40,7 @@ namespace marginkit {
 
 namespace simd {
 struct KernelTable;
+struct PortfolioBlock;
 }
 
 enum class Reason : std::int8_t {
@@ -533,8 +535,6 @@ class Engine {
       return std::isfinite(collateral) && std::isfinite(im + mm + eq);
     }
   };
-  // The most positions and groups a portfolio account's batch path covers.
-  static constexpr std::size_t kBatchPositions = 64, kBatchGroups = 4;
   // The sums (im, mm, eq, oldest: it comes in set) of a plain portfolio
   // account's positions (grid sets, at most 4 groups and 64 positions, no
   // resting orders; the caller checks there is no offset), without group
@@ -673,32 +673,8 @@ class Engine {
                                double delta_units, double margin_price) const {
     return group_terms(set, underlying).requirement(loss, short_units, delta_units, margin_price);
   }
-  // What a group's requirement takes of its set and its underlying's price
-  // (every path computes a group's requirement with requirement()).
-  struct GroupTerms {
-    double price = 0.0;  // the underlying's, in USD
-    double short_charge = 0.0, delta_charge = 0.0, im_factor = 1.0;
-    bool joint = false;  // historical sets: no per-underlying charges
-    Requirement requirement(double loss, double short_units, double delta_units,
-                            double margin_price) const noexcept {
-      double mm = loss;
-      if (!joint) {
-        const double usd = price / margin_price;  // one unit, margin asset
-        mm += short_charge * usd * short_units + delta_charge * usd * std::fabs(delta_units);
-      }
-      return {mm * im_factor, mm};
-    }
-  };
   GroupTerms group_terms(int set, int underlying) const noexcept;
-  // Per underlying with a grid set, what the flat portfolio pass needs of its
-  // group (ensure_state() builds them; len 0: no grid set).
-  struct BatchGroup {
-    GroupTerms terms;
-    const double* weights = nullptr;  // the set's, padded to len
-    std::size_t len = 0;              // padded scenario count
-    int set = -1;
-    bool worst = false;  // the worst-loss measure (else the set's loss of the P&L vector)
-  };
+  // Per underlying (flat_book.hpp's BatchGroup), rebuilt by ensure_state().
   std::vector<BatchGroup> batch_groups_;
   int group_key(const InstrumentSpec& in) const noexcept {
     const int set = underlying_set_[in.underlying];
@@ -706,7 +682,7 @@ class Engine {
   }
   // Short option units of a position of q contracts: max(0, -q) x short_cs,
   // to the bit ((|q| - q) / 2 is exact), without a branch on q's sign (a random
-  // book mispredicts it). The kernels' option_account computes it alike.
+  // book mispredicts it). The kernels' portfolio_block computes it alike.
   static double short_units(double q, double short_cs) noexcept {
     return (std::fabs(q) - q) * 0.5 * short_cs;
   }
@@ -831,22 +807,7 @@ class Engine {
   // goes parallel, repacks stale accounts into their slots, or at the end when
   // they outgrew them, and rebuilds the whole book when many are stale, a
   // third of it is garbage, or an underlying's scenario set changed.
-  enum class FlatKind : std::uint8_t { stale = 0, other, cross, cross_orders, portfolio };
-  struct FlatAccount {
-    std::uint32_t pos = 0, npos = 0, pcap = 0;  // positions: first slot, count, capacity
-    std::uint32_t bal = 0;
-    std::uint16_t nbal = 0, bcap = 0;  // nonzero balances: first slot, count, capacity
-    std::int32_t margin = 0;
-    FlatKind kind = FlatKind::stale;
-    // Portfolio: scenario groups in order of first appearance, positions each.
-    std::uint8_t ngroups = 0;
-    std::uint8_t runs[kBatchGroups] = {0, 0, 0, 0};
-    std::uint8_t shape = 0;  // portfolio: kMarginSettled | kOptionsOnly, if they hold
-  };
-  // Portfolio accounts whose positions all settle in the margin asset (f = 1)
-  // or are all options of nonzero size (value = size cs mark) take a pass
-  // specialised for them: the same results, to the bit, with less work.
-  static constexpr std::uint8_t kMarginSettled = 1, kOptionsOnly = 2;
+  // The records, FlatKind and the shape bits are in flat_book.hpp (the kernels read them).
   std::vector<FlatAccount> flat_;
   std::vector<std::int32_t> flat_inst_, flat_asset_;
   // Portfolio accounts' positions are copied by group (groups in order of
@@ -860,6 +821,7 @@ class Engine {
   std::vector<double> flat_bids_, flat_asks_;  // resting orders (read for cross_orders only)
   std::vector<std::uint32_t> flat_dirty_;  // stale accounts (each once) since the last sync
   std::size_t flat_garbage_ = 0;           // abandoned position slots
+  bool flat_portfolio_ = false;  // some account was packed as portfolio since the last rebuild
   void flat_stale(const Account& a) noexcept {
     // Copies of accounts (liquidation plans work on them) are not in the book.
     const auto p = reinterpret_cast<std::uintptr_t>(&a);
@@ -930,12 +892,8 @@ class Engine {
   bool flat_portfolio_totals(const FlatAccount& fa, Totals& t) const;
   template <std::uint8_t kShape>
   bool flat_portfolio_sums(const FlatAccount& fa, Totals& t) const;
-  // The groups of an options-only, margin-settled account in one kernel pass
-  // (the kernels' option_account): their requirements into req and each
-  // position's value at its index in the account; false, nothing changed, if
-  // its groups' sets do not fit the kernel.
-  bool option_account(const FlatAccount& fa, const simd::KernelTable& k, double* value,
-                      Requirement& req) const;
+  // The kernels' portfolio_block view of flat_[first, first + n) (n <= 64).
+  simd::PortfolioBlock portfolio_block(std::size_t first, std::size_t n) const;
   // The groups of a portfolio account's positions (pack time): each position's
   // slot in group order; false if the flat pass does not cover them.
   bool flat_groups(const Account& a, FlatAccount& fa, std::uint8_t* slot) const;

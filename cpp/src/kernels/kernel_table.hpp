@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "marginkit/flat_book.hpp"
 #include "marginkit/instrument_state.hpp"
 #include "marginkit/pricing.hpp"
 #include "marginkit/simd/grid.hpp"
@@ -32,28 +33,24 @@ struct RiskGridInputs {
   double* risk = nullptr;
 };
 
-// A flat-book portfolio account whose positions are all options settled in
-// its margin asset (Engine::flat_portfolio_sums), its scenario groups all of
-// one padded length len (at most kOptionGroupVectors vectors) and measured by
-// their worst loss: its positions (instrument ids, signed sizes, each one's
-// index in the account), laid out by group (runs[g] positions in group g, whose
-// set's weights are weights[g]), and their instruments' states.
+// A block of flat-book accounts (at most 64), for portfolio_block: their
+// records, the book's position columns (instrument ids, signed sizes, each
+// copy's index in its account; a portfolio account's positions laid out by
+// group, runs[g] in group g), the instruments' states, the groups' terms by
+// group key, and each asset's price, by id.
 inline constexpr int kOptionGroupVectors = 8;
-struct OptionAccount {
-  const InstrumentState* state = nullptr;  // per instrument id
+struct PortfolioBlock {
+  const FlatAccount* accounts = nullptr;
+  std::size_t n = 0;
   const std::int32_t* inst = nullptr;
   const double* size = nullptr;
   const std::uint8_t* index = nullptr;
-  const std::uint8_t* runs = nullptr;
-  const double* const* weights = nullptr;
-  std::size_t ngroups = 0, len = 0;
+  const InstrumentState* state = nullptr;  // per instrument id
+  const BatchGroup* groups = nullptr;      // per group key
+  const double* asset_price = nullptr;
 };
-// What option_account gives of each group, each sum in position order as the
-// engine forms it: the worst weighted loss (weighted_worst of the rows
-// weighted by the sizes), short units max(0, -q) short_cs (as (|q| - q) 0.5
-// short_cs) and delta units q delta.
-struct OptionGroupSums {
-  double worst, shorts, delta;  // no initialisers: the kernel writes every group's
+struct PortfolioTotals {
+  double im, mm, eq;  // no initialisers: the kernel writes those of the accounts it covers
 };
 
 // A cross account's positions in the flat book (no resting orders), for
@@ -92,10 +89,13 @@ struct KernelTable {
   // bit, without storing out.
   double (*weighted_worst)(std::size_t len, std::size_t count, const double* const* rows,
                            const double* w, const double* weights);
-  // Each group's sums (sums[g]) and each position's value q cs em at
-  // value[index], in one pass over the positions, a group's scenario sums held
-  // in registers: the same bits as the engine's loop and weighted_worst.
-  void (*option_account)(const OptionAccount& a, OptionGroupSums* sums, double* value);
+  // Engine::flat_portfolio_sums, to the bit, for the block's portfolio accounts
+  // whose positions are all options settled in the margin asset (both shape
+  // bits) and whose groups are all measured by their worst loss on grids of
+  // one padded length of at most kOptionGroupVectors vectors: their totals
+  // into out[k]; returns the mask of the accounts covered (bit k: account k).
+  // Each group's scenario sums are held in registers across its positions.
+  std::uint64_t (*portfolio_block)(const PortfolioBlock& b, PortfolioTotals* out);
   // Engine::standard_sums' loop over a cross account's positions, from the
   // first while they are on their curves (nonzero size, a curve that is not
   // general), to the bit: their sums into s; returns how many it took.
