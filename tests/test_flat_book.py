@@ -322,6 +322,58 @@ def test_the_portfolio_kernel_pass_gives_each_accounts_summary(isa):
 
 
 @pytest.mark.parametrize("isa", mk.build_info()["isa_available"])
+def test_the_figures_kernel_gives_each_accounts_summary(isa):
+    """The batch pass rounds and classifies a vector of accounts at a time
+    (block_figures): on every kernel path each account's equity, IM, MM,
+    available margin and state must be summary()'s, to the bit, for margin
+    assets with decimal, non-decimal and no rounding quanta, in every health
+    state, unpriced (NaN) and with nothing at risk, in blocks that mix them with
+    accounts the flat book does not cover (portfolio accounts with orders)."""
+    before = mk.build_info()["isa"]
+    mk.set_isa(isa)
+    try:
+        rng = np.random.default_rng(53)
+        e = venue()
+        e.add_asset("QNONE", price=1.0)  # quantum 0: no rounding
+        e.add_asset("QQUARTER", price=1.0, quantum=0.25)
+        e.add_asset("QTHIRD", price=1.0, quantum=1.0 / 3.0)
+        e.add_asset("UNPRICED", time=0.0)
+        margins = ["USDC", "BTC", "QNONE", "QQUARTER", "QTHIRD", "UNPRICED"]
+        perps = ["BTC_USDC-PERPETUAL", "ETH_USDC-PERPETUAL", "SOL_USDC-PERPETUAL"]
+        for k in range(203):  # three full blocks and a part, not a multiple of 8
+            margin = "USDC" if k % 22 == 11 else str(rng.choice(margins))
+            a = f"f{k}"
+            e.add_account(a, margin)
+            deposit = float(10.0 ** rng.uniform(2.0, 5.5))
+            deposit /= e.price("BTC") if margin == "BTC" else 1.0
+            e.deposit(a, "USDC" if margin == "UNPRICED" else margin, deposit)
+            if k % 11 == 0:  # nothing at risk: zero equity, or cents x 100 just under
+                e.withdraw(a, "USDC" if margin == "UNPRICED" else margin, deposit)
+                if k % 2:  # a whole number (0.29 x 100 = 28.999999999999996)
+                    e.deposit(a, "USDC", (0.29, 0.57, 0.58, 1.13, 4.35)[k % 5])
+                continue
+            if k % 13 == 0:  # a portfolio account with an order: not in the flat book
+                e.set_mode(a, "portfolio")
+            for name in rng.choice(perps, size=int(rng.integers(1, 4)), replace=False):
+                qty = float(rng.choice([-1.0, 1.0]) * rng.integers(1, 40))
+                e.fill(a, str(name), qty, e.mark(str(name)), fee=0.0)
+                if k % 13 == 0:
+                    e.place_order(a, str(name), -qty / 2, e.mark(str(name)))
+        assert_batch_equals_summaries(e, isa)
+        states = {mk.HEALTH_STATES[int(c)] for c in e.evaluate_all().state}
+        for move in (0.97, 0.9, 1.25, 1.6):
+            e.move_underlying("BTC", e.price("BTC") * move)  # and the marks on it
+            e.move_underlying("ETH", e.price("ETH") * move)
+            assert_batch_equals_summaries(e, f"{isa}, moved x{move}")
+            ev = e.evaluate_all()
+            states |= {mk.HEALTH_STATES[int(c)] for c in ev.state}
+            assert np.isnan(ev.equity).any() and not np.isnan(ev.equity).all()
+        assert states == set(mk.HEALTH_STATES), states
+    finally:
+        mk.set_isa(before)
+
+
+@pytest.mark.parametrize("isa", mk.build_info()["isa_available"])
 def test_the_cross_kernel_pass_gives_each_accounts_summary(isa):
     """Cross accounts without resting orders run through the kernels'
     cross_curve_sums (compiled per instruction set, with a piece count of its

@@ -98,6 +98,7 @@ int Engine::add_asset(const AssetSpec& spec) {
   fund_.push_back(0.0);
   market_pnl_.push_back(0.0);
   socialized_.push_back(0.0);
+  ++stamp_;  // the per-asset tables ensure_state() builds grow
   return id;
 }
 
@@ -656,36 +657,54 @@ void Engine::evaluate_all(double* equity, double* im, double* mm, double* availa
   const bool block = flat_portfolio_ && offset_ <= 0.0;  // (flat_portfolio_totals: no offset)
   parallel_for(accounts_.size(), 4096, [&](std::size_t b, std::size_t e) {
     constexpr std::size_t kBlock = 64;  // portfolio_block's mask has 64 bits
-    Totals t[kBlock];
+    // The block's totals, by column (lanes past its end stay zero).
+    alignas(64) double col[kBlock] = {}, tim[kBlock] = {}, tmm[kBlock] = {}, teq[kBlock] = {};
     bool flat[kBlock];
-    simd::PortfolioTotals pt[kBlock];
     const simd::KernelTable& kernels = simd::active_kernels();
+    simd::FigureBlock fb{nullptr,     0,          col,          tim,
+                         tmm,         teq,        asset_quantum_.data(),
+                         thresholds_.warning,     thresholds_.reduce_only,
+                         thresholds_.liquidation, nullptr,      nullptr,
+                         nullptr,     nullptr,    nullptr};
     for (std::size_t i0 = b; i0 < e; i0 += kBlock) {
       const std::size_t n = std::min(kBlock, e - i0);
       // The block's plain portfolio accounts in one kernel call (flat_totals'
       // results for them, to the bit), then the others and every collateral.
-      const std::uint64_t done = block ? kernels.portfolio_block(portfolio_block(i0, n), pt) : 0;
+      const std::uint64_t done =
+          block ? kernels.portfolio_block(portfolio_block(i0, n), tim, tmm, teq) : 0;
       for (std::size_t k = 0; k < n; ++k) {
-        if ((done >> k & 1) == 0) {
-          flat[k] = flat_totals(flat_[i0 + k], t[k]);
+        const FlatAccount& fa = flat_[i0 + k];
+        if (done >> k & 1) {
+          col[k] = flat_collateral(fa, nullptr);
+          flat[k] = true;
           continue;
         }
-        t[k].collateral = flat_collateral(flat_[i0 + k], nullptr);
-        t[k].im = pt[k].im;
-        t[k].mm = pt[k].mm;
-        t[k].eq = pt[k].eq;
-        t[k].priced = t[k].all_finite();
-        flat[k] = true;
+        Totals t;
+        flat[k] = flat_totals(fa, t);
+        col[k] = t.collateral;
+        tim[k] = t.im;
+        tmm[k] = t.mm;
+        teq[k] = t.eq;
       }
+      // Every account's figures a vector at a time (figures(), to the bit),
+      // then those of the accounts the flat book does not cover.
+      fb.accounts = flat_.data() + i0;
+      fb.n = n;
+      fb.equity_out = equity + i0;
+      fb.im_out = im + i0;
+      fb.mm_out = mm + i0;
+      fb.available_out = available + i0;
+      fb.state_out = state + i0;
+      kernels.block_figures(fb);
       for (std::size_t k = 0; k < n; ++k) {
+        if (flat[k]) continue;
         const std::size_t i = i0 + k;
-        const Figures s =
-            flat[k] ? figures(flat_[i].margin, t[k], flat_[i].npos > 0) : refreshed_figures(i);
-        if (equity) equity[i] = s.equity;
-        if (im) im[i] = s.im;
-        if (mm) mm[i] = s.mm;
-        if (available) available[i] = s.equity - s.im;
-        if (state) state[i] = static_cast<std::int8_t>(s.state);
+        const Figures s = refreshed_figures(i);
+        equity[i] = s.equity;
+        im[i] = s.im;
+        mm[i] = s.mm;
+        available[i] = s.equity - s.im;
+        state[i] = static_cast<std::int8_t>(s.state);
       }
     }
   }, 32);

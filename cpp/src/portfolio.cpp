@@ -670,13 +670,7 @@ bool Engine::flat_portfolio_sums(const FlatAccount& fa, Totals& t) const {
   if constexpr (kShape == (kMarginSettled | kOptionsOnly)) {  // the kernels' pass, if it covers it
     simd::PortfolioBlock one = portfolio_block(0, 1);
     one.accounts = &fa;
-    simd::PortfolioTotals s;
-    if (kernels.portfolio_block(one, &s) != 0) {
-      t.im = s.im;
-      t.mm = s.mm;
-      t.eq = s.eq;
-      return true;
-    }
+    if (kernels.portfolio_block(one, &t.im, &t.mm, &t.eq) != 0) return true;
   }
   Requirement req;  // the groups' sums, in order of first appearance
   for (std::size_t g = 0, b = 0; g < fa.ngroups; b += fa.runs[g++]) {
@@ -777,7 +771,11 @@ void Engine::ensure_state() {
                 (m.kind == ModelKind::tiered && m.value_at_entry) || m.brackets.size() > kShortCurve;
   }
   asset_price_.resize(assets_.size());
-  for (std::size_t u = 0; u < assets_.size(); ++u) asset_price_[u] = assets_[u].price;
+  asset_quantum_.resize(assets_.size());
+  for (std::size_t u = 0; u < assets_.size(); ++u) {
+    asset_price_[u] = assets_[u].price;
+    asset_quantum_[u] = assets_[u].quantum;
+  }
   batch_groups_.assign(assets_.size(), BatchGroup{});
   for (std::size_t u = 0; u < assets_.size(); ++u) {
     const int set = underlying_set_[u];

@@ -381,7 +381,7 @@ class Engine {
   AccountSummary summary(int account);
   std::vector<PositionRisk> attribution(int account);
   std::vector<UnderlyingGreeks> net_greeks(int account);
-  // Every account at once (threads): arrays of num_accounts() entries.
+  // Every account at once (threads): into arrays of num_accounts() entries each.
   void evaluate_all(double* equity, double* im, double* mm, double* available,
                     std::int8_t* state);
 
@@ -719,6 +719,7 @@ class Engine {
   }
   std::vector<InstrumentState> istate_;
   std::vector<double> asset_price_;  // each asset's price, by id (the kernels read it)
+  std::vector<Quantum> asset_quantum_;  // and its rounding quantum
   std::vector<CurvePiece> curve_pieces_;  // per instrument: an option's pieces (2)
   // The stamp of the tables above. They point into this engine (risk rows,
   // models' curve tables, curve_pieces_), so a copy of the engine does not

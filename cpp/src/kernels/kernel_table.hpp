@@ -49,8 +49,19 @@ struct PortfolioBlock {
   const BatchGroup* groups = nullptr;      // per group key
   const double* asset_price = nullptr;
 };
-struct PortfolioTotals {
-  double im, mm, eq;  // no initialisers: the kernel writes those of the accounts it covers
+
+// A block's figures (Engine::figures, to the bit) from its accounts' totals:
+// collateral, IM, MM and position equity of account k at [k] (arrays of at
+// least n rounded up to the vector width), each account's margin asset and
+// position count from its record; the outputs at the block's first account.
+struct FigureBlock {
+  const FlatAccount* accounts = nullptr;
+  std::size_t n = 0;
+  const double *collateral = nullptr, *im = nullptr, *mm = nullptr, *eq = nullptr;
+  const Quantum* quantum = nullptr;  // by asset id
+  double warning = 0.0, reduce_only = 0.0, liquidation = 0.0;  // Engine's thresholds
+  double *equity_out = nullptr, *im_out = nullptr, *mm_out = nullptr, *available_out = nullptr;
+  std::int8_t* state_out = nullptr;
 };
 
 // A cross account's positions in the flat book (no resting orders), for
@@ -93,9 +104,14 @@ struct KernelTable {
   // whose positions are all options settled in the margin asset (both shape
   // bits) and whose groups are all measured by their worst loss on grids of
   // one padded length of at most kOptionGroupVectors vectors: their totals
-  // into out[k]; returns the mask of the accounts covered (bit k: account k).
-  // Each group's scenario sums are held in registers across its positions.
-  std::uint64_t (*portfolio_block)(const PortfolioBlock& b, PortfolioTotals* out);
+  // into im[k], mm[k] and eq[k]; returns the mask of the accounts covered (bit
+  // k: account k). Each group's scenario sums are held in registers across its
+  // positions.
+  std::uint64_t (*portfolio_block)(const PortfolioBlock& b, double* im, double* mm, double* eq);
+  // Each account's rounded figures, health state and available margin, as
+  // Engine::figures gives them (NaN figures where a total is not finite), a
+  // vector of accounts at a time.
+  void (*block_figures)(const FigureBlock& b);
   // Engine::standard_sums' loop over a cross account's positions, from the
   // first while they are on their curves (nonzero size, a curve that is not
   // general), to the bit: their sums into s; returns how many it took.
