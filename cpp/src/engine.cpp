@@ -659,13 +659,21 @@ void Engine::evaluate_all(double* equity, double* im, double* mm, double* availa
     constexpr std::size_t kBlock = 64;  // portfolio_block's mask has 64 bits
     // The block's totals, by column (lanes past its end stay zero).
     alignas(64) double col[kBlock] = {}, tim[kBlock] = {}, tmm[kBlock] = {}, teq[kBlock] = {};
+    alignas(64) double risk[kBlock] = {};
+    std::int32_t margin[kBlock] = {};
     bool flat[kBlock];
     const simd::KernelTable& kernels = simd::active_kernels();
-    simd::FigureBlock fb{nullptr,     0,          col,          tim,
-                         tmm,         teq,        asset_quantum_.data(),
-                         thresholds_.warning,     thresholds_.reduce_only,
-                         thresholds_.liquidation, nullptr,      nullptr,
-                         nullptr,     nullptr,    nullptr};
+    simd::FigureBlock fb;
+    fb.collateral = col;
+    fb.im = tim;
+    fb.mm = tmm;
+    fb.eq = teq;
+    fb.margin = margin;
+    fb.has_risk = risk;
+    fb.quantum = asset_quantum_.data();
+    fb.warning = thresholds_.warning;
+    fb.reduce_only = thresholds_.reduce_only;
+    fb.liquidation = thresholds_.liquidation;
     for (std::size_t i0 = b; i0 < e; i0 += kBlock) {
       const std::size_t n = std::min(kBlock, e - i0);
       // The block's plain portfolio accounts in one kernel call (flat_totals'
@@ -674,6 +682,8 @@ void Engine::evaluate_all(double* equity, double* im, double* mm, double* availa
           block ? kernels.portfolio_block(portfolio_block(i0, n), tim, tmm, teq) : 0;
       for (std::size_t k = 0; k < n; ++k) {
         const FlatAccount& fa = flat_[i0 + k];
+        margin[k] = fa.margin;
+        risk[k] = fa.npos > 0 ? 1.0 : 0.0;
         if (done >> k & 1) {
           col[k] = flat_collateral(fa, nullptr);
           flat[k] = true;
@@ -688,7 +698,6 @@ void Engine::evaluate_all(double* equity, double* im, double* mm, double* availa
       }
       // Every account's figures a vector at a time (figures(), to the bit),
       // then those of the accounts the flat book does not cover.
-      fb.accounts = flat_.data() + i0;
       fb.n = n;
       fb.equity_out = equity + i0;
       fb.im_out = im + i0;

@@ -51,13 +51,15 @@ struct PortfolioBlock {
 };
 
 // A block's figures (Engine::figures, to the bit) from its accounts' totals:
-// collateral, IM, MM and position equity of account k at [k] (arrays of at
-// least n rounded up to the vector width), each account's margin asset and
-// position count from its record; the outputs at the block's first account.
+// collateral, IM, MM and position equity of account k at [k], its margin
+// asset's id and whether it has positions (1.0, else 0.0) (arrays of at least
+// n rounded up to the vector width, any asset id past n); the outputs at the
+// block's first account.
 struct FigureBlock {
-  const FlatAccount* accounts = nullptr;
   std::size_t n = 0;
   const double *collateral = nullptr, *im = nullptr, *mm = nullptr, *eq = nullptr;
+  const std::int32_t* margin = nullptr;
+  const double* has_risk = nullptr;
   const Quantum* quantum = nullptr;  // by asset id
   double warning = 0.0, reduce_only = 0.0, liquidation = 0.0;  // Engine's thresholds
   double *equity_out = nullptr, *im_out = nullptr, *mm_out = nullptr, *available_out = nullptr;
