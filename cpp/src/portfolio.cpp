@@ -206,15 +206,22 @@ void Engine::ensure_risk() {
   const std::size_t n = instruments_.size();
   risk_offset_.assign(n, kNoRow);
   risk_delta_.assign(n, 0.0);
-  std::size_t total = 0;
+  // Rows at one stride, the longest padded set's: instrument i's at i x
+  // stride, so that a batch kernel finds a row from the instrument's id alone
+  // (no load of its address to wait for). Every row is written below (values,
+  // NaN rows, zero padding) to its padded length: no clearing.
+  std::size_t stride = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const int set = underlying_set_[instruments_[i].underlying];
     if (set < 0 || instruments_[i].kind == InstrumentKind::spot) continue;
-    risk_offset_[i] = total;
-    total += padded(sets_[set].scenarios.size());
+    risk_offset_[i] = 0;
+    stride = std::max(stride, padded(sets_[set].scenarios.size()));
   }
-  // Every entry is written below (rows, NaN rows, zero padding): no clearing.
-  risk_.resize(total);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (risk_offset_[i] != kNoRow) risk_offset_[i] = i * stride;
+  }
+  risk_stride_ = stride;
+  risk_.resize(n * stride);
   // Each underlying's scenario grid (1 + move, its log, the vol direction),
   // padded to the row length with a scenario that moves nothing: the grid
   // kernel reads whole vectors.
@@ -651,8 +658,11 @@ bool Engine::flat_groups(const Account& a, FlatAccount& fa, std::uint8_t* slot) 
 }
 
 simd::PortfolioBlock Engine::portfolio_block(std::size_t first, std::size_t n) const {
-  return {flat_.data() + first,  n, flat_inst_.data(),     flat_size_.data(),
-          flat_slot_.data(),     istate_.data(), batch_groups_.data(), asset_price_.data()};
+  return {flat_.data() + first, n,
+          flat_inst_.data(),    flat_size_.data(),
+          flat_slot_.data(),    istate_.data(),
+          risk_.data(),         risk_stride_,
+          batch_groups_.data(), asset_price_.data()};
 }
 
 template <std::uint8_t kShape>

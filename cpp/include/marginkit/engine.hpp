@@ -645,7 +645,8 @@ class Engine {
   std::vector<std::vector<double>> set_weights_;
   std::vector<int> underlying_set_;       // per asset: scenario set id or -1
   CacheAlignedVector<double> risk_;       // risk array rows (64-byte lines), concatenated
-  std::vector<std::size_t> risk_offset_;  // per instrument; npos: no row
+  std::vector<std::size_t> risk_offset_;  // per instrument: i x risk_stride_; npos: no row
+  std::size_t risk_stride_ = 0;
   std::vector<double> risk_delta_;        // per instrument: delta per contract, units
   std::uint64_t risk_stamp_ = 0;
   // Batch buffers of the risk-array build, kept to avoid reallocating per market update.
