@@ -253,22 +253,27 @@ def test_every_shape_of_portfolio_account_gives_its_summary(margin_settled, opti
     assert_batch_equals_summaries(e, "moved")
 
 
-def add_mixed_accounts(e, rng, options, n=150):
+def add_mixed_accounts(e, rng, options, unrounded, n=150):
     """n accounts in random order, so that each block of 64 the batch pass takes
     mixes the accounts its portfolio kernel covers (options settled in the
-    margin asset) with every kind it must leave to the engine: cross accounts,
-    portfolio accounts with an inverse option or a perpetual, one with a resting
-    order, and empty ones."""
-    kinds = rng.choice(["plain"] * 6 + ["cross", "inverse", "perpetual", "order", "empty"], n)
+    margin asset; some in an asset whose figures are not rounded, options
+    `unrounded`, so that every bit of the sums shows) with every kind it must
+    leave to the engine: cross accounts, portfolio accounts with an inverse
+    option or a perpetual, one with a resting order, and empty ones."""
+    kinds = rng.choice(["plain"] * 4 + ["unrounded"] * 2 +
+                       ["cross", "inverse", "perpetual", "order", "empty"], n)
     for k, kind in enumerate(kinds):
         a = f"m{k}-{kind}"
-        e.add_account(a, "USDC")
+        margin = "USDX" if kind == "unrounded" else "USDC"
+        e.add_account(a, margin)
         if kind != "cross":
             e.set_mode(a, "portfolio")
-        e.deposit(a, "USDC", float(rng.choice([2e4, 5e6])))
+        if kind != "unrounded":  # (no collateral: the equity is the positions' value, every bit)
+            e.deposit(a, margin, float(rng.choice([2e4, 5e6])))
         if kind == "empty":
             continue
-        names = list(rng.choice(options, size=int(rng.integers(1, 12)), replace=False))
+        names = list(rng.choice(unrounded if kind == "unrounded" else options,
+                                size=int(rng.integers(1, 12)), replace=False))
         names += {"inverse": ["BTC-31JAN25-100000-C"], "perpetual": ["SOL_USDC-PERPETUAL"]}.get(
             kind, [])
         side = float(rng.choice([-1.0, 1.0]))
@@ -310,10 +315,26 @@ def test_the_portfolio_kernel_pass_gives_each_accounts_summary(isa):
         options = [n for n in e.instruments if n.count("-") == 3 and "_USDC" in n]
         assert {n[:3] for n in options} == {"BTC", "SOL"}
         assert "BTC-31JAN25-100000-C" in e.instruments
-        add_mixed_accounts(e, rng, options)
+        e.add_asset("USDX", price=1.0)  # quantum 0: figures not rounded
+        for name in options:
+            e.add_instrument(name.replace("_USDC", "_USDX"), model="deribit_options",
+                             settle="USDX", contract_size=e.instrument_info(name)["contract_size"],
+                             mark=e.mark(name))
+        unrounded = [n.replace("_USDC", "_USDX") for n in options]
+        add_mixed_accounts(e, rng, options, unrounded)
         assert_batch_equals_summaries(e, isa)
         e.set_price("BTC", btc * 0.94, 1.0)
         assert_batch_equals_summaries(e, f"{isa}, BTC down")
+        # A pre-trade check refreshes an account by the engine's full path
+        # (refresh()); the summary then shows those sums: the same bits.
+        ev = e.evaluate_all()
+        for k, name in enumerate(e.accounts):
+            e.check_order(name, unrounded[0] if "unrounded" in name else options[0], 1.0,
+                          e.mark(options[0]))
+            s = e.summary(name)
+            for field in FIGURES:
+                got, want = float(getattr(ev, field)[k]), getattr(s, field)
+                assert same(got, want), ("after check_order", name, field, got, want)
         e.add_scenario_set("grid_SOL", **scn.simple_grid())
         e.set_scenarios("SOL", "grid_SOL")
         assert_batch_equals_summaries(e, f"{isa}, SOL on another grid")

@@ -387,20 +387,25 @@ void Engine::refresh(Account& a) {
     sc.reset(a.positions.size());
     std::vector<Group>& groups = a.groups;
     for (Group& g : groups) g.used = false;
+    int ranks = 0;
+    double eq_standard = 0.0;
     for (const Position& p : a.positions) {
       const InstrumentState& st = istate_[p.instrument];
       oldest = std::min(oldest, st.time);
       const double f = st.settle == margin ? 1.0 : assets_[st.settle].price / margin_price;
       if (st.row) {  // its requirement comes from its scenario group
-        eq += state_value(st, p) * f;
-        add_to_group(groups, sc, group_for(groups, st), st, p, f);
+        Group& g = group_for(groups, st);
+        if (g.rank < 0) g.rank = ranks++;
+        g.equity += state_value(st, p) * f;
+        add_to_group(groups, sc, g, st, p, f);
       } else {
         const Contribution c = standard_contribution(p, st).in(f);
         im += c.im;
         mm += c.mm;
-        eq += c.equity;
+        eq_standard += c.equity;
       }
     }
+    eq = portfolio_equity(groups, ranks) + eq_standard;
     finish_portfolio(a, groups, sc, im, mm);
     a.groups_stamp = stamp_;
   }
@@ -529,7 +534,6 @@ void Engine::fill_flat(std::size_t i) {
     flat_entry_[at] = p.entry;
     flat_bids_[at] = p.bids;  // read for cross_orders accounts only
     flat_asks_[at] = p.asks;
-    flat_slot_[at] = static_cast<std::uint8_t>(k);  // read for portfolio accounts only
   }
   std::size_t k = fa.bal;
   for (std::size_t asset = 0; asset < a.balances.size(); ++asset) {
@@ -543,7 +547,6 @@ void Engine::fill_flat(std::size_t i) {
 void Engine::size_flat(std::size_t positions, std::size_t balances) {
   for (auto* v : {&flat_size_, &flat_entry_, &flat_bids_, &flat_asks_}) v->resize(positions);
   flat_inst_.resize(positions);
-  flat_slot_.resize(positions);
   flat_asset_.resize(balances);
   flat_amount_.resize(balances);
 }
@@ -621,7 +624,6 @@ void Engine::sync_flat() {
       v->reserve(positions + positions / 2 + 1024);
     }
     flat_inst_.reserve(positions + positions / 2 + 1024);
-    flat_slot_.reserve(positions + positions / 2 + 1024);
     flat_asset_.reserve(balances + balances / 2 + 1024);
     flat_amount_.reserve(balances + balances / 2 + 1024);
     size_flat(positions, balances);

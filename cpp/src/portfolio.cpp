@@ -412,6 +412,8 @@ Engine::Group& Engine::group_for(std::vector<Group>& groups, const InstrumentSta
     g->orders = false;
     g->short_units = g->short_bids = g->short_asks = 0.0;
     g->delta_units = g->delta_bids = g->delta_asks = 0.0;
+    g->equity = 0.0;
+    g->rank = -1;
   }
   return *g;
 }
@@ -543,6 +545,7 @@ bool Engine::portfolio_totals(const Account& a, Totals& t) const {
   int keys[kGroups] = {-1, -1, -1, -1};
   std::size_t count[kGroups] = {0, 0, 0, 0};
   double shorts[kGroups] = {0.0, 0.0, 0.0, 0.0}, delta[kGroups] = {0.0, 0.0, 0.0, 0.0};
+  double value[kGroups] = {0.0, 0.0, 0.0, 0.0};  // portfolio_equity's, per group
   const double* rows[kGroups * kRows];
   double w[kGroups * kRows];
   int groups = 0;
@@ -558,20 +561,22 @@ bool Engine::portfolio_totals(const Account& a, Totals& t) const {
     groups += g == groups ? 1 : 0;
     std::size_t at = 0;
     const double units = short_units(p.size, st.short_cs), du = p.size * st.delta;
-    for (int j = 0; j < kGroups; ++j) {
+    const double f = st.settle == margin ? 1.0 : assets_[st.settle].price / margin_price;
+    const double v = state_value(st, p) * f;
+    for (int j = 0; j < kGroups; ++j) {  // (a sum from +0.0 is never -0.0: x + 0.0 is x)
       const bool mine = j == g;
       keys[j] = mine ? key : keys[j];
       at = mine ? count[j] : at;
       count[j] += mine ? 1 : 0;
       shorts[j] += mine ? units : 0.0;
       delta[j] += mine ? du : 0.0;
+      value[j] += mine ? v : 0.0;
     }
     oldest = std::min(oldest, st.time);
-    const double f = st.settle == margin ? 1.0 : assets_[st.settle].price / margin_price;
-    eq += state_value(st, p) * f;
     rows[g * kRows + at] = st.row;
     w[g * kRows + at] = p.size * f;
   }
+  for (int g = 0; g < groups; ++g) eq += value[g];  // groups in order of first appearance
   Requirement req;  // the groups' sums
   const simd::KernelTable& kernels = simd::active_kernels();
   for (int g = 0; g < groups; ++g) {
@@ -658,11 +663,9 @@ bool Engine::flat_groups(const Account& a, FlatAccount& fa, std::uint8_t* slot) 
 }
 
 simd::PortfolioBlock Engine::portfolio_block(std::size_t first, std::size_t n) const {
-  return {flat_.data() + first, n,
-          flat_inst_.data(),    flat_size_.data(),
-          flat_slot_.data(),    istate_.data(),
-          risk_.data(),         risk_stride_,
-          batch_groups_.data(), asset_price_.data()};
+  return {flat_.data() + first, n,       flat_inst_.data(),    flat_size_.data(),
+          istate_.data(),       risk_.data(), risk_stride_,         batch_groups_.data(),
+          asset_price_.data()};
 }
 
 template <std::uint8_t kShape>
@@ -671,9 +674,8 @@ bool Engine::flat_portfolio_sums(const FlatAccount& fa, Totals& t) const {
   const std::int32_t* inst = flat_inst_.data() + fa.pos;
   const double* size = flat_size_.data() + fa.pos;
   const double* entry = flat_entry_.data() + fa.pos;
-  const std::uint8_t* index = flat_slot_.data() + fa.pos;
   const double* rows[kSlots];
-  double w[kSlots], value[kSlots];  // value: by index in the account
+  double w[kSlots];
   const simd::KernelTable& kernels = simd::active_kernels();
   const int margin = fa.margin;
   const double margin_price = assets_[margin].price;
@@ -683,10 +685,11 @@ bool Engine::flat_portfolio_sums(const FlatAccount& fa, Totals& t) const {
     if (kernels.portfolio_block(one, &t.im, &t.mm, &t.eq) != 0) return true;
   }
   Requirement req;  // the groups' sums, in order of first appearance
+  double eq = 0.0;  // portfolio_equity
   for (std::size_t g = 0, b = 0; g < fa.ngroups; b += fa.runs[g++]) {
     const std::size_t e = b + fa.runs[g];
     const BatchGroup& bg = batch_groups_[istate_[inst[b]].group];
-    double shorts = 0.0, delta = 0.0;
+    double shorts = 0.0, delta = 0.0, value = 0.0;
     for (std::size_t s = b; s < e; ++s) {
       const InstrumentState& st = istate_[inst[s]];
       const double q = size[s];
@@ -701,19 +704,18 @@ bool Engine::flat_portfolio_sums(const FlatAccount& fa, Totals& t) const {
           (kShape & kOptionsOnly) ? q * st.cs * st.em : state_value(st, {-1, q, entry[s]});
       if constexpr ((kShape & kMarginSettled) != 0) {  // f = 1: x f = x
         w[s] = q;
-        value[index[s]] = v;
+        value += v;
       } else {
         const double f = st.settle == margin ? 1.0 : assets_[st.settle].price / margin_price;
         w[s] = q * f;
-        value[index[s]] = v * f;
+        value += v * f;
       }
     }
     if (!add_group(bg, kernels, e - b, rows + b, w + b, shorts, delta, margin_price, req)) {
       return false;
     }
+    eq += value;
   }
-  double eq = 0.0;
-  for (std::size_t k = 0; k < fa.npos; ++k) eq += value[k];
   t.im = req.im;
   t.mm = req.mm;
   t.eq = eq;

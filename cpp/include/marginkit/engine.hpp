@@ -417,6 +417,10 @@ class Engine {
     double short_units = 0.0, short_bids = 0.0, short_asks = 0.0;
     double delta_units = 0.0, delta_bids = 0.0, delta_asks = 0.0;
     double mm = 0.0, im = 0.0;
+    // Its positions' value (margin asset, in account order) and its place in
+    // the order of first appearance (portfolio_equity).
+    double equity = 0.0;
+    int rank = -1;
   };
   struct Account {
     // Hot fields first (batch passes read them for every account).
@@ -762,6 +766,18 @@ class Engine {
   // The group of `groups` for a scenario-margined instrument (reset on its
   // first position of a pass; unused groups are reused before new ones).
   Group& group_for(std::vector<Group>& groups, const InstrumentState& st);
+  // A portfolio account's scenario-margined positions' value: each group's
+  // (its positions in account order), the groups' added in the order they
+  // first appear among the positions (ranks of them). Every path sums it so
+  // (the batch passes group by group, as the flat book lays them out): the
+  // same bits.
+  static double portfolio_equity(const std::vector<Group>& groups, int ranks) noexcept {
+    double eq = 0.0;
+    for (int r = 0; r < ranks; ++r) {
+      for (const Group& g : groups) eq += g.used && g.rank == r ? g.equity : 0.0;
+    }
+    return eq;
+  }
   // A position's share of its group: units, and its risk row and weights for
   // the group's scenario vectors (f: settlement to margin asset).
   static void add_to_group(std::vector<Group>& groups, PortfolioScratch& sc, Group& g,
@@ -814,9 +830,8 @@ class Engine {
   std::vector<std::int32_t> flat_inst_, flat_asset_;
   // Portfolio accounts' positions are copied by group (groups in order of
   // first appearance, each group's positions in account order, runs[g] of
-  // them), so the pass sums a group as it reads it; flat_slot_ holds each
-  // copy's index in the account (equity is summed in account order).
-  std::vector<std::uint8_t> flat_slot_;
+  // them), so the pass sums a group as it reads it (equity too:
+  // portfolio_equity sums it group by group).
   std::uint64_t layout_epoch_ = 0;  // bumped when an underlying's scenario set changes
   std::uint64_t flat_epoch_ = 0;    // the layout_epoch_ the flat book was built for
   std::vector<double> flat_size_, flat_entry_, flat_amount_;

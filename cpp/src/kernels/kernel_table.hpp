@@ -34,9 +34,9 @@ struct RiskGridInputs {
 };
 
 // A block of flat-book accounts (at most 64), for portfolio_block: their
-// records, the book's position columns (instrument ids, signed sizes, each
-// copy's index in its account; a portfolio account's positions laid out by
-// group, runs[g] in group g), the instruments' states, the risk array
+// records, the book's position columns (instrument ids, signed sizes; a
+// portfolio account's positions laid out by group, runs[g] in group g, each
+// group's in account order), the instruments' states, the risk array
 // (instrument i's row, its state's row, at risk + i x stride), the groups'
 // terms by group key, and each asset's price, by id.
 inline constexpr int kOptionGroupVectors = 8;
@@ -45,7 +45,6 @@ struct PortfolioBlock {
   std::size_t n = 0;
   const std::int32_t* inst = nullptr;
   const double* size = nullptr;
-  const std::uint8_t* index = nullptr;
   const InstrumentState* state = nullptr;  // per instrument id
   const double* risk = nullptr;
   std::size_t stride = 0;
