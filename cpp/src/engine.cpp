@@ -681,7 +681,7 @@ void Engine::evaluate_all(double* equity, double* im, double* mm, double* availa
       // The block's plain portfolio accounts in one kernel call (flat_totals'
       // results for them, to the bit), then the others and every collateral.
       const std::uint64_t done =
-          block ? kernels.portfolio_block(portfolio_block(i0, n), tim, tmm, teq) : 0;
+          block ? kernels.portfolio_block(portfolio_block(&flat_[i0], n), tim, tmm, teq) : 0;
       for (std::size_t k = 0; k < n; ++k) {
         const FlatAccount& fa = flat_[i0 + k];
         margin[k] = fa.margin;

@@ -662,10 +662,9 @@ bool Engine::flat_groups(const Account& a, FlatAccount& fa, std::uint8_t* slot) 
   }
 }
 
-simd::PortfolioBlock Engine::portfolio_block(std::size_t first, std::size_t n) const {
-  return {flat_.data() + first, n,       flat_inst_.data(),    flat_size_.data(),
-          istate_.data(),       risk_.data(), risk_stride_,         batch_groups_.data(),
-          asset_price_.data()};
+simd::PortfolioBlock Engine::portfolio_block(const FlatAccount* accounts, std::size_t n) const {
+  return {accounts,       n,           flat_inst_.data(),    flat_size_.data(), istate_.data(),
+          risk_.data(),   risk_stride_, batch_groups_.data(), asset_price_.data()};
 }
 
 template <std::uint8_t kShape>
@@ -680,9 +679,7 @@ bool Engine::flat_portfolio_sums(const FlatAccount& fa, Totals& t) const {
   const int margin = fa.margin;
   const double margin_price = assets_[margin].price;
   if constexpr (kShape == (kMarginSettled | kOptionsOnly)) {  // the kernels' pass, if it covers it
-    simd::PortfolioBlock one = portfolio_block(0, 1);
-    one.accounts = &fa;
-    if (kernels.portfolio_block(one, &t.im, &t.mm, &t.eq) != 0) return true;
+    if (kernels.portfolio_block(portfolio_block(&fa, 1), &t.im, &t.mm, &t.eq) != 0) return true;
   }
   Requirement req;  // the groups' sums, in order of first appearance
   double eq = 0.0;  // portfolio_equity

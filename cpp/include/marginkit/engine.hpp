@@ -648,7 +648,7 @@ class Engine {
   // batch worst-loss kernel reads them as rows).
   std::vector<std::vector<double>> set_weights_;
   std::vector<int> underlying_set_;       // per asset: scenario set id or -1
-  CacheAlignedVector<double> risk_;       // risk array rows (64-byte lines), concatenated
+  CacheAlignedVector<double> risk_;       // risk array rows (64-byte lines), one stride apart
   std::vector<std::size_t> risk_offset_;  // per instrument: i x risk_stride_; npos: no row
   std::size_t risk_stride_ = 0;
   std::vector<double> risk_delta_;        // per instrument: delta per contract, units
@@ -909,8 +909,8 @@ class Engine {
   bool flat_portfolio_totals(const FlatAccount& fa, Totals& t) const;
   template <std::uint8_t kShape>
   bool flat_portfolio_sums(const FlatAccount& fa, Totals& t) const;
-  // The kernels' portfolio_block view of flat_[first, first + n) (n <= 64).
-  simd::PortfolioBlock portfolio_block(std::size_t first, std::size_t n) const;
+  // The kernels' portfolio_block view of n (<= 64) flat records from accounts.
+  simd::PortfolioBlock portfolio_block(const FlatAccount* accounts, std::size_t n) const;
   // The groups of a portfolio account's positions (pack time): each position's
   // slot in group order; false if the flat pass does not cover them.
   bool flat_groups(const Account& a, FlatAccount& fa, std::uint8_t* slot) const;
