@@ -25,7 +25,7 @@ import marginkit as mk
 import mpmath
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from marginkit import demo_book
 from marginkit import scenarios as scn
@@ -972,6 +972,8 @@ def _delta_units(eng, name):
 
 @SETTINGS
 @given(positions_st, st.sampled_from(["USDC", "BTC", "ETH"]))
+# a hedge whose legs nearly cancel: the sums' error is the legs' rounding
+@example([("BTC-PERPETUAL", 2.920893639308371), ("BTC-31JAN25", -2.9390744151860773)], "USDC")
 def test_portfolio_attribution(book, margin):
     soc, dc = 0.01, 0.003
     kw = scn.deribit(short_option_charge=soc, delta_charge=dc, im_factor=1.1)
@@ -987,10 +989,11 @@ def test_portfolio_attribution(book, margin):
         w = np.array([s[2] for s in kw["scenarios"]])
         names = [n for n in sizes if instrument_info(eng, n)[1] == u]
         assert sorted(g["instruments"]) == sorted(names)
-        pnl = sum(sizes[n] * eng.price(instrument_info(eng, n)[2]) / mp * eng.risk_row(n)
-                  for n in names)
-        pnl = w * pnl
-        scale = np.abs(pnl).max()
+        legs = [sizes[n] * eng.price(instrument_info(eng, n)[2]) / mp * eng.risk_row(n)
+                for n in names]
+        pnl = w * sum(legs)
+        # the error of a sum scales with its terms, not its result (hedges cancel)
+        scale = (np.abs(w) * sum(np.abs(leg) for leg in legs)).max()
         assert_close(g["pnl"], pnl, 1e-13 * scale, what="weighted pnl")
         worst = g["worst"]
         assert g["pnl"][worst] == min(g["pnl"])
