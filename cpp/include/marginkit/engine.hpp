@@ -561,7 +561,8 @@ class Engine {
     Health state;
   };
   Figures figures(const Account& a) const noexcept;
-  // Inline, so that a batch pass keeps its totals in registers.
+  // Inline, so that a batch pass keeps its totals in registers. The kernels'
+  // block_figures restates it (and health) for a vector of accounts: change both.
   Figures figures(int margin, const Totals& t, bool has_risk) const noexcept {
     const Quantum& q = assets_[margin].quantum;
     Figures f;
