@@ -182,6 +182,27 @@ def test_unpriced_accounts_are_nan_in_the_batch_pass_too(mode):
     assert_batch_equals_summaries(e, mode)
 
 
+def test_an_asset_added_after_a_pass_reaches_the_next_one():
+    """The pass reads each asset's price and quantum from tables built per
+    market state (adding an asset starts a new one): accounts margined in
+    assets added since the last pass, priced or not yet, with and without
+    positions, get their summaries."""
+    e = venue()
+    e.add_account("x", "USDC")
+    e.deposit("x", "USDC", 1e4)
+    e.evaluate_all()
+    for k in range(40):
+        priced = k % 2 == 0
+        e.add_asset(f"NEW{k}", price=2.0 + k if priced else None, quantum=0.25)
+        e.add_account(f"y{k}", f"NEW{k}")
+        e.deposit(f"y{k}", f"NEW{k}", 10.3 + k)
+        if priced and k % 4 == 0:
+            e.fill(f"y{k}", "BTC_USDC-PERPETUAL", 0.01, e.mark("BTC_USDC-PERPETUAL"), fee=0.0)
+    assert_batch_equals_summaries(e, "new assets")
+    ev = e.evaluate_all()
+    assert np.isnan(ev.equity[2::2]).all() and not np.isnan(ev.equity[1::2]).any()
+
+
 def test_scenario_set_changes_regroup_the_flat_book():
     """Portfolio accounts are laid out by scenario group; assigning or removing an
     underlying's set changes the groups (and which positions are margined on
