@@ -206,19 +206,18 @@ void Engine::ensure_risk() {
   const std::size_t n = instruments_.size();
   risk_offset_.assign(n, kNoRow);
   risk_delta_.assign(n, 0.0);
-  // Rows at one stride, the longest padded set's: instrument i's at i x
+  // Rows at one stride, the longest padded set in use: instrument i's at i x
   // stride, so that a batch kernel finds a row from the instrument's id alone
   // (no load of its address to wait for). Every row is written below (values,
   // NaN rows, zero padding) to its padded length: no clearing.
   std::size_t stride = 0;
+  for (const int set : underlying_set_) {
+    if (set >= 0) stride = std::max(stride, padded(sets_[set].scenarios.size()));
+  }
   for (std::size_t i = 0; i < n; ++i) {
     const int set = underlying_set_[instruments_[i].underlying];
     if (set < 0 || instruments_[i].kind == InstrumentKind::spot) continue;
-    risk_offset_[i] = 0;
-    stride = std::max(stride, padded(sets_[set].scenarios.size()));
-  }
-  for (std::size_t i = 0; i < n; ++i) {
-    if (risk_offset_[i] != kNoRow) risk_offset_[i] = i * stride;
+    risk_offset_[i] = i * stride;
   }
   risk_stride_ = stride;
   risk_.resize(n * stride);
